@@ -1,0 +1,2 @@
+export { configSchema, type Config, type TableConfig, type RulesOrPublic } from './schema.ts';
+export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG_PATH } from './load.ts';

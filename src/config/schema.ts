@@ -1,0 +1,86 @@
+import { z } from 'zod';
+
+// The config file's shape (DESIGN §1). Input arrives as `unknown` and is
+// validated here once; everything downstream works with the parsed types.
+
+const ruleList = z.array(z.string().min(1, 'a rule cannot be empty')).min(1, 'give at least one rule');
+const rulesOrPublic = z.union([z.literal('public'), ruleList]);
+// A single rule may be written as a plain string; it is normalised to a list.
+const oneOrMany = z.union([z.string().min(1).transform((s) => [s]), ruleList]);
+const oneOrManyOrPublic = z.union([z.literal('public'), oneOrMany]);
+
+const presets = z.record(z.string(), z.string());
+
+const tableSchema = z
+  .object({
+    select: oneOrManyOrPublic.optional(),
+    insert: z
+      .object({
+        check: oneOrManyOrPublic,
+        columns: z.array(z.string()).optional(),
+        set: presets.optional(),
+      })
+      .strict()
+      .optional(),
+    update: z
+      .object({
+        filter: oneOrMany.optional(),
+        check: oneOrMany.optional(),
+        columns: z.array(z.string()).optional(),
+        set: presets.optional(),
+      })
+      .strict()
+      .optional(),
+    delete: oneOrMany.optional(),
+    relationships: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    database: z
+      .object({
+        url: z.string().nullable().default(null),
+        schema: z.string().default('public'),
+      })
+      .strict()
+      .default({ url: null, schema: 'public' }),
+    auth: z
+      .object({
+        jwt: z
+          .object({
+            secret: z.string().nullable().default(null),
+            algorithms: z.array(z.string()).default(['HS256']),
+            senderClaim: z.string().default('sub'),
+            issuer: z.string().nullable().default(null),
+            audience: z.string().nullable().default(null),
+            jwksFile: z.string().nullable().default(null),
+            clockTolerance: z.number().int().min(0).default(0),
+          })
+          .strict()
+          .prefault({}),
+        anonymous: z.boolean().default(false),
+        adminSecret: z.string().nullable().default(null),
+        allowedOrigins: z.array(z.string()).nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
+    tables: z.record(z.string(), tableSchema),
+    limits: z
+      .object({
+        maxDepth: z.number().int().positive().default(10),
+        maxRows: z.number().int().positive().default(1000),
+        maxSubscriptionsPerSocket: z.number().int().positive().default(100),
+      })
+      .strict()
+      .prefault({}),
+    changeLog: z
+      .object({ retentionHours: z.number().positive().default(24) })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type TableConfig = z.infer<typeof tableSchema>;
+export type RulesOrPublic = 'public' | string[];

@@ -1,0 +1,49 @@
+import postgres from 'postgres';
+import { startEmbedded, type EmbeddedServer } from './embedded.ts';
+
+export type Sql = postgres.Sql;
+
+export interface Database {
+  sql: Sql;
+  url: string;
+  /** Closes the pool and, when this process started the server, stops it. */
+  close(): Promise<void>;
+}
+
+export function connect(url: string, options: postgres.Options<Record<string, postgres.PostgresType>> = {}): Sql {
+  return postgres(url, {
+    max: 10,
+    onnotice: () => {},
+    // Rows come back as JSON text built in PostgreSQL or as plain values; bigint and
+    // numeric stay strings so nothing loses precision.
+    ...options,
+  });
+}
+
+/**
+ * The one way the gateway reaches PostgreSQL: `url` when given (DATABASE_URL or the config),
+ * otherwise an embedded server whose data lives in `./.rowgate/pgdata`.
+ */
+export async function openDatabase(url: string | null): Promise<Database> {
+  let embedded: EmbeddedServer | null = null;
+  if (!url) {
+    embedded = await startEmbedded({ persistent: true });
+    url = embedded.url;
+    const stop = embedded.stop;
+    // Stop the child server even when the process is interrupted.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        void stop().finally(() => process.exit(130));
+      });
+    }
+  }
+  const sql = connect(url);
+  return {
+    sql,
+    url,
+    close: async () => {
+      await sql.end({ timeout: 5 });
+      await embedded?.stop();
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export { openDatabase, connect, type Database, type Sql } from './connect.ts';
+export { startEmbedded, freePort, type EmbeddedServer } from './embedded.ts';
+export { readCatalog, column, type Catalog, type Table, type Column, type TypeRef, type ForeignKey, type FunctionInfo } from './catalog.ts';

@@ -1,0 +1,64 @@
+import { sql, type SQL } from 'pg-sql2';
+import type { TypeRef } from '../db/index.ts';
+import { coerceParam } from './params.ts';
+import { typeSql, type ParamSource } from './render.ts';
+
+/** Who is asking: the sender (the `senderClaim` of the token) and all of the token's claims. */
+export interface Identity {
+  sender: string | null;
+  claims: Readonly<Record<string, unknown>>;
+}
+
+export function paramValue(identity: Identity, name: string): unknown {
+  // `:sender` always means the sender, whatever the sender claim is called in the token.
+  return name === 'sender' ? identity.sender : identity.claims[name];
+}
+
+/** Parameters for one caller: each use becomes a bound `$n`, cast to the type it meets. */
+export function callerParams(identity: Identity): ParamSource {
+  return {
+    param: (name, type) => sql`${sql.value(coerceParam(paramValue(identity, name), type))}::${typeSql(type)}`,
+  };
+}
+
+interface Slot {
+  name: string;
+  type: TypeRef;
+  column: string;
+}
+
+/**
+ * Parameters for many subscribers at once: each distinct (name, type) becomes a column of a
+ * relation built with `unnest` from one bound array per column, so a single statement
+ * evaluates a rule for every subscriber in the batch (joined laterally, or by `sid`).
+ */
+export class BatchParams implements ParamSource {
+  private readonly slots: Slot[] = [];
+  /** The alias of the subscriber relation; its `sid` column is the subscriber's id. */
+  readonly alias = Symbol('subscriber');
+
+  param(name: string, type: TypeRef): SQL {
+    const key = `${name}:${type.schema}.${type.name}`;
+    let slot = this.slots.find((s) => `${s.name}:${s.type.schema}.${s.type.name}` === key);
+    if (!slot) {
+      slot = { name, type, column: `p${this.slots.length + 1}` };
+      this.slots.push(slot);
+    }
+    return sql`${sql.identifier(this.alias, slot.column)}::${typeSql(type)}`;
+  }
+
+  /** `sid` of the subscriber relation. */
+  get sid(): SQL {
+    return sql.identifier(this.alias, 'sid');
+  }
+
+  /** The subscriber relation for these subscribers; render it after every rule that uses the params. */
+  relation(subscribers: { id: string; identity: Identity }[]): SQL {
+    const columns = [sql.identifier('sid'), ...this.slots.map((s) => sql.identifier(s.column))];
+    const arrays = [
+      sql`${sql.value(subscribers.map((s) => s.id))}::text[]`,
+      ...this.slots.map((slot) => sql`${sql.value(subscribers.map((s) => coerceParam(paramValue(s.identity, slot.name), slot.type)))}::text[]`),
+    ];
+    return sql`unnest(${sql.join(arrays, ', ')}) AS ${sql.identifier(this.alias)}(${sql.join(columns, ', ')})`;
+  }
+}

@@ -1,0 +1,222 @@
+import { sql, type SQL } from 'pg-sql2';
+import type { Catalog } from '../db/index.ts';
+import type { Config, TableConfig } from '../config/index.ts';
+import { analyzeRule } from './analyze.ts';
+import { RuleConfigError, RuleError, type RuleProblem, type RuleSite } from './errors.ts';
+import type { AnalyzedRule } from './expr.ts';
+import { findCycles } from './graph.ts';
+import { parseRule } from './parse.ts';
+import { and, or, renderExpr, type Alias, type ParamSource } from './render.ts';
+
+export interface CompiledRule {
+  site: RuleSite;
+  rule: AnalyzedRule;
+}
+
+/** A list of rules OR-ed together, or `public` (every row). */
+export type RuleSet = 'public' | CompiledRule[];
+
+export interface TablePolicy {
+  table: string;
+  select: RuleSet;
+  /** null: the operation is not declared, so it does not exist. */
+  insert: { check: RuleSet; columns: string[]; set: Record<string, string> } | null;
+  update: { filter: CompiledRule[] | null; check: CompiledRule[] | null; columns: string[]; set: Record<string, string> } | null;
+  delete: CompiledRule[] | null;
+}
+
+export type RuleKind = 'select' | 'insert.check' | 'update.filter' | 'update.check' | 'delete';
+
+/**
+ * The rules of a config, checked against the catalog and ready to render. Rendering is where
+ * recursion happens: every instance of another table with `select` rules is replaced by that
+ * table's visibility for the same caller, so rendering one table renders everything it reads.
+ */
+export class CompiledRules {
+  constructor(
+    readonly schema: string,
+    readonly policies: Map<string, TablePolicy>,
+  ) {}
+
+  policy(table: string): TablePolicy | undefined {
+    return this.policies.get(table);
+  }
+
+  /** Whether the visibility of `table` depends on the caller (false for public and unlisted tables). */
+  isFiltered(table: string): boolean {
+    const policy = this.policies.get(table);
+    return !!policy && policy.select !== 'public';
+  }
+
+  /** The condition a row of `table`, named `row`, must meet to be visible to the caller of `params`. */
+  visibility(table: string, row: Alias, params: ParamSource): SQL {
+    const policy = this.policies.get(table);
+    // Unlisted tables are not exposed, but rules may read them as they are (e.g. an ACL table).
+    if (!policy || policy.select === 'public') return sql.true;
+    return this.ruleSet(table, policy.select, row, params);
+  }
+
+  ruleSet(table: string, rules: RuleSet, row: Alias, params: ParamSource): SQL {
+    if (rules === 'public') return sql.true;
+    return or(rules.map((r) => this.rule(table, r.rule, row, params)));
+  }
+
+  /**
+   * One rule as a condition on `row`. A rule over its table alone becomes a plain condition on
+   * the row (indexable as written); a rule with joins becomes a correlated EXISTS, which
+   * PostgreSQL plans as a semi-join.
+   */
+  rule(table: string, rule: AnalyzedRule, row: Alias, params: ParamSource): SQL {
+    const aliases: Alias[] = rule.instances.map((inst, i) => (i === rule.target ? row : Symbol(inst.name)));
+    const conditions: SQL[] = [];
+    if (rule.condition) conditions.push(renderExpr(rule.condition, aliases, params));
+    const others: SQL[] = [];
+    rule.instances.forEach((inst, i) => {
+      if (i === rule.target) return;
+      others.push(sql`${sql.identifier(this.schema, inst.table)} AS ${sql.identifier(aliases[i]!)}`);
+      // Self-joins read the table as it is; any other table is read through its own visibility.
+      if (inst.table !== table) conditions.push(this.visibility(inst.table, aliases[i]!, params));
+    });
+    const where = and(conditions);
+    if (others.length === 0) return where;
+    if (where === sql.false) return sql.false;
+    return sql`EXISTS (SELECT 1 FROM ${sql.join(others, ', ')} WHERE ${where})`;
+  }
+
+  /** Every table whose rows can change what `table`'s visibility (or `rules`) lets through, `table` included. */
+  readsTables(table: string, rules?: RuleSet): Set<string> {
+    const seen = new Set<string>([table]);
+    const visit = (t: string, set: RuleSet | undefined): void => {
+      if (!set || set === 'public') return;
+      for (const { rule } of set) {
+        for (const inst of rule.instances) {
+          if (seen.has(inst.table)) continue;
+          seen.add(inst.table);
+          visit(inst.table, this.policies.get(inst.table)?.select);
+        }
+      }
+    };
+    visit(table, rules ?? this.policies.get(table)?.select);
+    return seen;
+  }
+
+  /** Names of the parameters (`sender` and claims) the visibility of `table` uses, recursively. */
+  paramNames(table: string): string[] {
+    const names = new Set<string>();
+    for (const t of this.readsTables(table)) {
+      const set = this.policies.get(t)?.select;
+      if (!set || set === 'public') continue;
+      for (const { rule } of set) collectParams(rule, names);
+    }
+    return [...names].sort();
+  }
+}
+
+function collectParams(rule: AnalyzedRule, into: Set<string>): void {
+  const walk = (e: unknown): void => {
+    if (!e || typeof e !== 'object') return;
+    if ((e as { k?: string }).k === 'param') into.add((e as { name: string }).name);
+    for (const v of Object.values(e)) {
+      if (Array.isArray(v)) v.forEach(walk);
+      else walk(v);
+    }
+  };
+  walk(rule.condition);
+}
+
+/**
+ * Parses, validates and compiles every rule of the config against the catalog. Throws a
+ * RuleConfigError listing every problem at once; returns only when all rules are sound.
+ */
+export function compileRules(config: Pick<Config, 'tables' | 'database'>, catalog: Catalog): CompiledRules {
+  const problems: RuleProblem[] = [];
+  const policies = new Map<string, TablePolicy>();
+
+  const compileList = (table: string, kind: RuleKind, texts: string[]): CompiledRule[] =>
+    texts.flatMap((text, i) => {
+      const site: RuleSite = { table, kind, index: i + 1, text };
+      try {
+        return [{ site, rule: analyzeRule(catalog, table, parseRule(text)) }];
+      } catch (err) {
+        if (!(err instanceof RuleError)) throw err;
+        problems.push({ site, position: err.position, message: err.message, hint: err.hint });
+        return [];
+      }
+    });
+  const compileSet = (table: string, kind: RuleKind, rules: 'public' | string[]): RuleSet =>
+    rules === 'public' ? 'public' : compileList(table, kind, rules);
+
+  for (const [table, tc] of Object.entries(config.tables)) {
+    const info = catalog.tables.get(table);
+    if (!info) {
+      const known = [...catalog.tables.keys()].sort().join(', ') || '(none)';
+      problems.push(tableProblem(`tables.${table}: no table "${table}" in schema "${catalog.schema}"`, `Tables there: ${known}.`));
+      continue;
+    }
+    const select = tc.select;
+    if (select === undefined) {
+      problems.push(tableProblem(`tables.${table} has no "select"`, `A listed table is exposed, so say who sees its rows: "select": ["SELECT * FROM ${table} WHERE …"] or "select": "public". Unlisted tables stay private.`));
+      continue;
+    }
+    const columnsOf = new Set(info.columns.map((c) => c.name));
+    checkColumns(problems, table, tc, columnsOf);
+    const presets = (set: Record<string, string> | undefined) => set ?? {};
+    const writable = (cols: string[] | undefined, set: Record<string, string>) =>
+      cols ?? info.columns.filter((c) => !c.generated && !(c.name in set)).map((c) => c.name);
+    policies.set(table, {
+      table,
+      select: compileSet(table, 'select', select),
+      insert: tc.insert
+        ? { check: compileSet(table, 'insert.check', tc.insert.check), columns: writable(tc.insert.columns, presets(tc.insert.set)), set: presets(tc.insert.set) }
+        : null,
+      update: tc.update
+        ? {
+            filter: tc.update.filter ? compileList(table, 'update.filter', tc.update.filter) : null,
+            check: tc.update.check ? compileList(table, 'update.check', tc.update.check) : null,
+            columns: writable(tc.update.columns, presets(tc.update.set)),
+            set: presets(tc.update.set),
+          }
+        : null,
+      delete: tc.delete ? compileList(table, 'delete', tc.delete) : null,
+    });
+  }
+
+  // Only `select` rules recurse, so only they can form cycles.
+  const edges = new Map<string, { to: string; site: RuleSite }[]>();
+  for (const [table, policy] of policies) {
+    if (policy.select === 'public') continue;
+    const out = policy.select.flatMap(({ site, rule }) =>
+      rule.instances.filter((i) => i.table !== table && isRuled(policies, i.table)).map((i) => ({ to: i.table, site })),
+    );
+    edges.set(table, out);
+  }
+  for (const cycle of findCycles(edges)) {
+    const path = [...cycle.map((step) => step.table), cycle[0]!.table].join(' → ');
+    const via = cycle.map((step) => `tables.${step.table}.select[${step.site.index}] reads ${step.to}`).join('; ');
+    problems.push(tableProblem(`rules form a cycle: ${path}`, `Each table's rules are applied to the tables it reads, so this never ends (${via}). Let one of these rules test the caller directly instead of through the other table.`));
+  }
+
+  if (problems.length) throw new RuleConfigError(problems);
+  return new CompiledRules(config.database.schema, policies);
+}
+
+function isRuled(policies: Map<string, TablePolicy>, table: string): boolean {
+  const p = policies.get(table);
+  return !!p && p.select !== 'public';
+}
+
+function tableProblem(message: string, hint: string): RuleProblem {
+  return { site: null, position: null, message, hint };
+}
+
+function checkColumns(problems: RuleProblem[], table: string, tc: TableConfig, columns: Set<string>): void {
+  const check = (path: string, names: string[]) => {
+    for (const name of names) {
+      if (!columns.has(name)) problems.push(tableProblem(`${path}: table "${table}" has no column "${name}"`, `Columns of ${table}: ${[...columns].join(', ')}.`));
+    }
+  };
+  check(`tables.${table}.insert.columns`, tc.insert?.columns ?? []);
+  check(`tables.${table}.insert.set`, Object.keys(tc.insert?.set ?? {}));
+  check(`tables.${table}.update.columns`, tc.update?.columns ?? []);
+  check(`tables.${table}.update.set`, Object.keys(tc.update?.set ?? {}));
+}

@@ -1,0 +1,8 @@
+export { loadParser, parseRule } from './parse.ts';
+export { compileRules, CompiledRules, type TablePolicy, type RuleSet, type CompiledRule, type RuleKind } from './compile.ts';
+export { verifyRules } from './verify.ts';
+export { callerParams, BatchParams, paramValue, type Identity } from './bind.ts';
+export { coerceParam } from './params.ts';
+export { and, or, typeSql, type ParamSource, type Alias } from './render.ts';
+export { RuleConfigError, RuleError, formatProblem, formatProblems, type RuleProblem, type RuleSite } from './errors.ts';
+export type { Expr, AnalyzedRule, Instance } from './expr.ts';

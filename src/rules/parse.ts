@@ -1,0 +1,152 @@
+import { loadModule, parseSync, scanSync, type ScanToken } from 'libpg-query';
+import type { Node, ParseResult } from 'libpg-query';
+import { RuleError } from './errors.ts';
+
+let loaded: Promise<void> | null = null;
+
+/** libpg-query is WebAssembly: it must be loaded once before the sync API can be used. */
+export function loadParser(): Promise<void> {
+  return (loaded ??= loadModule());
+}
+
+export interface ParsedRule {
+  /** The statement as PostgreSQL's parser produced it, with `:name` turned into `$n`. */
+  stmt: Node;
+  /** `$n` → the name written as `:name` (index n - 1). */
+  paramNames: string[];
+  /** Maps a byte offset in the rewritten text (AST `location`) to a character offset in the rule as written. */
+  position(location: number | undefined): number | null;
+}
+
+interface Edit {
+  origStart: number;
+  origEnd: number;
+  newStart: number;
+  newEnd: number;
+}
+
+/** Converts byte offsets of a string's UTF-8 encoding to character (UTF-16) offsets. */
+function byteToCharIndex(text: string): (byte: number) => number {
+  const table: number[] = [];
+  let byte = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.codePointAt(i) ?? 0;
+    const size = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+    for (let b = 0; b < size; b++) table[byte + b] = i;
+    byte += size;
+    if (code >= 0x10000) i++; // the low surrogate belongs to the same code point
+  }
+  return (b) => (b >= byte ? text.length : (table[b] ?? text.length));
+}
+
+function scan(text: string): ScanToken[] {
+  try {
+    return scanSync(text).tokens;
+  } catch {
+    // The scanner fails on e.g. an unterminated string; the parser reports that properly.
+    return [];
+  }
+}
+
+const isWord = (t: ScanToken): boolean => t.tokenName === 'IDENT' || t.keywordKind > 0;
+
+/**
+ * Turns `:name` parameters, which are not PostgreSQL syntax, into `$n` using PostgreSQL's own
+ * scanner, so `::casts`, `':name'` inside strings and comments stay untouched.
+ */
+function rewriteParams(text: string, tokens: ScanToken[]): { text: string; names: string[]; edits: Edit[] } {
+  const toChar = byteToCharIndex(text);
+  const names: string[] = [];
+  const edits: Edit[] = [];
+  let out = '';
+  let cursor = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const colon = tokens[i]!;
+    if (colon.tokenName === 'PARAM') {
+      throw new RuleError(
+        `positional parameter ${colon.text} is not allowed in a rule`,
+        toChar(colon.start),
+        'Name what the parameter is: `:sender` is the caller, `:claim` is a claim of the caller\'s token.',
+      );
+    }
+    const name = tokens[i + 1];
+    if (colon.text !== ':' || !name || name.start !== colon.end || !isWord(name)) continue;
+    let n = names.indexOf(name.text);
+    if (n < 0) n = names.push(name.text) - 1;
+    const start = toChar(colon.start);
+    const end = toChar(name.end);
+    out += text.slice(cursor, start);
+    const replacement = `$${n + 1}`;
+    edits.push({ origStart: start, origEnd: end, newStart: out.length, newEnd: out.length + replacement.length });
+    out += replacement;
+    cursor = end;
+    i++;
+  }
+  out += text.slice(cursor);
+  return { text: out, names, edits };
+}
+
+function mapBack(edits: Edit[], pos: number): number {
+  let delta = 0;
+  for (const e of edits) {
+    if (pos < e.newStart) break;
+    if (pos < e.newEnd) return e.origStart;
+    delta = e.origEnd - e.newEnd;
+  }
+  return pos + delta;
+}
+
+/** The seed writes `JOIN admin WHERE …`; PostgreSQL has no such join, so say what to write instead. */
+function joinWithoutOn(tokens: ScanToken[], errorByte: number): string | null {
+  const at = tokens.findIndex((t) => t.start >= errorByte);
+  const idx = at < 0 ? tokens.length : at;
+  const next = tokens[idx];
+  if (next && next.text.toUpperCase() !== 'WHERE') return null;
+  for (const back of [2, 3]) {
+    const join = tokens[idx - back];
+    if (join?.text.toUpperCase() === 'JOIN' && tokens.slice(idx - back + 1, idx).every(isWord)) {
+      return tokens[idx - back + 1]!.text;
+    }
+  }
+  return null;
+}
+
+/** Parses one rule with the real PostgreSQL parser. Throws RuleError with a position on any syntax error. */
+export function parseRule(text: string): ParsedRule {
+  const tokens = scan(text);
+  const rewritten = rewriteParams(text, tokens);
+  const toChar = byteToCharIndex(rewritten.text);
+  let result: ParseResult;
+  try {
+    result = parseSync(rewritten.text);
+  } catch (err) {
+    const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
+    const message = details?.message ?? (err instanceof Error ? err.message : String(err));
+    // cursorPosition is a 0-based character offset into the rewritten text.
+    const position = details ? mapBack(rewritten.edits, Math.min(details.cursorPosition, rewritten.text.length)) : null;
+    const errorByte = details ? Buffer.byteLength(text.slice(0, position ?? 0)) : -1;
+    const table = details ? joinWithoutOn(tokens, errorByte) : null;
+    if (table) {
+      throw new RuleError(
+        `a JOIN needs a join condition: "JOIN ${table} WHERE …" is not PostgreSQL`,
+        position,
+        `Write the condition with ON (\`JOIN ${table} ON ${table}.identity = :sender\`), or join without one: \`CROSS JOIN ${table}\` or \`FROM a, ${table}\`, and keep the WHERE.`,
+      );
+    }
+    throw new RuleError(message, position, 'A rule is one PostgreSQL SELECT statement; fix the syntax at the caret.');
+  }
+  const stmts = result.stmts ?? [];
+  if (stmts.length !== 1 || !stmts[0]?.stmt) {
+    const second = stmts[1]?.stmt_location;
+    throw new RuleError(
+      stmts.length === 0 ? 'the rule is empty' : 'a rule is exactly one statement',
+      second !== undefined ? toChar(second) : null,
+      'Write one SELECT per rule; list several rules to OR them.',
+    );
+  }
+  return {
+    stmt: stmts[0].stmt,
+    paramNames: rewritten.names,
+    position: (location) => (location === undefined || location < 0 ? null : mapBack(rewritten.edits, toChar(location))),
+  };
+}

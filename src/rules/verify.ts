@@ -1,0 +1,38 @@
+import { sql as pgsql } from 'pg-sql2';
+import type { Sql } from '../db/index.ts';
+import { callerParams } from './bind.ts';
+import type { CompiledRules, RuleSet } from './compile.ts';
+import { RuleConfigError, type RuleProblem } from './errors.ts';
+
+/**
+ * Asks PostgreSQL to plan every compiled rule without running it (Parse + Describe), so type
+ * errors the catalog alone cannot reveal (`text = integer`, a function with no matching
+ * overload) stop startup with the rule they come from, not the first query that uses it.
+ */
+export async function verifyRules(db: Sql, rules: CompiledRules): Promise<void> {
+  const nobody = callerParams({ sender: null, claims: {} });
+  const problems: RuleProblem[] = [];
+  for (const policy of rules.policies.values()) {
+    const sets: RuleSet[] = [policy.select, policy.insert?.check ?? 'public', policy.update?.filter ?? [], policy.update?.check ?? [], policy.delete ?? []];
+    for (const set of sets) {
+      if (set === 'public') continue;
+      for (const { site, rule } of set) {
+        const row = Symbol(policy.table);
+        const query = pgsql`SELECT 1 FROM ${pgsql.identifier(rules.schema, policy.table)} AS ${pgsql.identifier(row)} WHERE ${rules.rule(policy.table, rule, row, nobody)}`;
+        const { text, values } = pgsql.compile(query);
+        try {
+          await db.unsafe(text, values as never[]).describe();
+        } catch (err) {
+          const e = err as { message?: string; hint?: string };
+          problems.push({
+            site,
+            position: null,
+            message: `PostgreSQL rejects this rule: ${e.message ?? String(err)}`,
+            hint: e.hint ?? 'Make both sides of each comparison the same type, e.g. with a cast: `col::text = :sender`.',
+          });
+        }
+      }
+    }
+  }
+  if (problems.length) throw new RuleConfigError(problems);
+}

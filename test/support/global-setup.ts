@@ -1,0 +1,32 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startEmbedded } from '../../src/db/index.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+  }
+}
+
+/**
+ * One PostgreSQL for the whole run: the one TEST_DATABASE_URL names, or an embedded server in a
+ * throw-away directory. Each test file then creates its own database on it (test/support/db.ts).
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const given = process.env['TEST_DATABASE_URL'];
+  if (given) {
+    project.provide('databaseUrl', given);
+    return async () => {};
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'rowgate-test-pg-'));
+  // The server runs as an unprivileged user when we are root; it must be able to enter the directory.
+  chmodSync(dir, 0o755);
+  const server = await startEmbedded({ dataDir: join(dir, 'data'), persistent: false });
+  project.provide('databaseUrl', server.url);
+  return async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
