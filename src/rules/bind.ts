@@ -62,3 +62,9 @@ export class BatchParams implements ParamSource {
     return sql`unnest(${sql.join(arrays, ', ')}) AS ${sql.identifier(this.alias)}(${sql.join(columns, ', ')})`;
   }
 }
+
+/** A request's caller: the admin secret bypasses every rule, like a module owner. */
+export interface Caller {
+  admin: boolean;
+  identity: Identity;
+}

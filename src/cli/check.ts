@@ -1,0 +1,32 @@
+import type { CompiledRules, RuleSet } from '../rules/index.ts';
+import { loadAll } from './context.ts';
+
+function describe(set: RuleSet | null | undefined): string {
+  if (set === null || set === undefined) return '—';
+  return set === 'public' ? 'public' : `${set.length} rule${set.length === 1 ? '' : 's'}`;
+}
+
+export function summary(rules: CompiledRules): string[] {
+  return [...rules.policies.values()].map((p) => {
+    const reads = [...rules.readsTables(p.table)].filter((t) => t !== p.table);
+    const parts = [
+      `select ${describe(p.select)}`,
+      `insert ${p.insert ? describe(p.insert.check) : '—'}`,
+      `update ${p.update ? describe(p.update.filter ?? 'public') : '—'}`,
+      `delete ${describe(p.delete)}`,
+    ];
+    return `${p.table}: ${parts.join(', ')}${reads.length ? `; reads ${reads.join(', ')}` : ''}`;
+  });
+}
+
+/** `rowgate check`: one line per table when every rule is sound (exit 0), else every problem (exit 1). */
+export async function check(configPath: string): Promise<number> {
+  const { rules, db } = await loadAll(configPath);
+  try {
+    for (const line of summary(rules)) console.log(line);
+    console.log(`ok: ${rules.policies.size} table${rules.policies.size === 1 ? '' : 's'}, every rule valid`);
+    return 0;
+  } finally {
+    await db.close();
+  }
+}

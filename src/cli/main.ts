@@ -1,0 +1,60 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_PATH } from '../config/index.ts';
+import { RuleConfigError } from '../rules/index.ts';
+import { check } from './check.ts';
+import { explain } from './explain.ts';
+
+const USAGE = `usage: rowgate <command> [options]
+
+  check    [--config F]                                   validate every rule against the database
+  explain  --table T [--sender S] [--claims JSON] [--config F]
+                                                          print T's compiled visibility and write checks
+`;
+
+type Command = (values: Record<string, string | boolean | undefined>) => Promise<number>;
+
+const commands: Record<string, { options: Record<string, { type: 'string' | 'boolean' }>; run: Command }> = {
+  check: {
+    options: { config: { type: 'string' } },
+    run: (v) => check(str(v['config']) ?? DEFAULT_CONFIG_PATH),
+  },
+  explain: {
+    options: { config: { type: 'string' }, table: { type: 'string' }, sender: { type: 'string' }, claims: { type: 'string' } },
+    run: (v) => {
+      const table = str(v['table']);
+      if (!table) throw new UsageError('explain needs --table T');
+      return explain(str(v['config']) ?? DEFAULT_CONFIG_PATH, table, str(v['sender']) ?? null, str(v['claims']));
+    },
+  },
+};
+
+class UsageError extends Error {}
+
+function str(v: string | boolean | undefined): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** Runs one CLI command; returns the exit code. Expected failures print a message, not a stack. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const command = name ? commands[name] : undefined;
+  if (!command) {
+    process.stderr.write(name && name !== '--help' ? `unknown command "${name}"\n\n${USAGE}` : USAGE);
+    return name && name !== '--help' ? 2 : 0;
+  }
+  try {
+    const { values } = parseArgs({ args: rest, options: command.options, strict: true });
+    return await command.run(values);
+  } catch (err) {
+    if (err instanceof RuleConfigError || err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`rowgate: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
