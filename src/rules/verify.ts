@@ -1,5 +1,5 @@
 import { sql as pgsql } from 'pg-sql2';
-import type { Sql } from '../db/index.ts';
+import { describeSql, type Sql } from '../db/index.ts';
 import { callerParams } from './bind.ts';
 import type { CompiledRules, RuleSet } from './compile.ts';
 import { RuleConfigError, type RuleProblem } from './errors.ts';
@@ -19,9 +19,8 @@ export async function verifyRules(db: Sql, rules: CompiledRules): Promise<void> 
       for (const { site, rule } of set) {
         const row = Symbol(policy.table);
         const query = pgsql`SELECT 1 FROM ${pgsql.identifier(rules.schema, policy.table)} AS ${pgsql.identifier(row)} WHERE ${rules.rule(policy.table, rule, row, nobody)}`;
-        const { text, values } = pgsql.compile(query);
         try {
-          await db.unsafe(text, values as never[]).describe();
+          await describeSql(db, query);
         } catch (err) {
           const e = err as { message?: string; hint?: string };
           problems.push({

@@ -1,0 +1,23 @@
+import { sql as pgsql, type SQL } from 'pg-sql2';
+import type { Sql } from './connect.ts';
+
+/**
+ * The one place SQL text reaches PostgreSQL through `unsafe`. The text comes only from pg-sql2
+ * fragments (our templates, identifiers from the catalog, and the rule compiler's output built
+ * from a parsed AST); every value, from whatever source, travels separately as a bound `$n`.
+ */
+export function compileSql(query: SQL): { text: string; values: unknown[] } {
+  const { text, values } = pgsql.compile(query);
+  return { text, values };
+}
+
+export function runSql<T extends object = Record<string, unknown>>(db: Sql, query: SQL): Promise<T[]> {
+  const { text, values } = compileSql(query);
+  return db.unsafe<T[]>(text, values as never[]);
+}
+
+/** Parse and plan without executing: surfaces type errors of generated SQL. */
+export async function describeSql(db: Sql, query: SQL): Promise<void> {
+  const { text, values } = compileSql(query);
+  await db.unsafe(text, values as never[]).describe();
+}

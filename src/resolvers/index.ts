@@ -1,0 +1,117 @@
+import type { GraphQLFieldResolver } from 'graphql';
+import { sql, type SQL } from 'pg-sql2';
+import { runSql, type Sql } from '../db/index.ts';
+import { and, type Alias } from '../rules/index.ts';
+import type { GraphQLContext } from '../schema/context.ts';
+import type { ApiModel, TableModel } from '../schema/model.ts';
+import { mapDatabaseError } from './errors.ts';
+import { deleteRows, insertRows, updateRows, type MutationResult } from './mutate.ts';
+import { aggregateSql, byPkSql, listSql } from './query.ts';
+import { bindValue, scopeFor, tableModel } from './scope.ts';
+import { rootField, type SelectedField } from './selection.ts';
+import { whereSql } from './where.ts';
+
+export { useMutationTransaction } from './transaction.ts';
+export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
+export { whereSql } from './where.ts';
+export { scopeFor, type Scope } from './scope.ts';
+export { rootField, type SelectedField } from './selection.ts';
+
+type Resolver = GraphQLFieldResolver<unknown, GraphQLContext & { tx?: Sql }, Record<string, unknown>>;
+
+/** Root field resolvers, one per operation kind, each made for a table. */
+export interface Resolvers {
+  list(table: string): Resolver;
+  byPk(table: string): Resolver;
+  aggregate(table: string): Resolver;
+  insert(table: string): Resolver;
+  insertOne(table: string): Resolver;
+  update(table: string): Resolver;
+  updateByPk(table: string): Resolver;
+  delete(table: string): Resolver;
+  deleteByPk(table: string): Resolver;
+}
+
+function returningOf(field: SelectedField, name = 'returning'): SelectedField[] {
+  return field.children.filter((c) => c.name === name).flatMap((c) => c.children);
+}
+
+/** The mutation response object keyed by the caller's aliases. */
+function response(field: SelectedField, result: MutationResult): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const c of field.children) out[c.key] = c.name === 'affected_rows' ? result.affected_rows : result.returning;
+  return out;
+}
+
+function pkWhere(model: TableModel, values: Record<string, unknown>): (alias: Alias) => SQL {
+  return (alias) => and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(k, values[k.name])}`));
+}
+
+export function createResolvers(api: ApiModel, db: Sql): Resolvers {
+  /** Runs one root field's statement; the JSON answer is built by PostgreSQL. */
+  const query =
+    (table: string, build: (model: TableModel, field: SelectedField, ctx: GraphQLContext) => SQL): Resolver =>
+    async (_parent, args, ctx, info) => {
+      const model = tableModel(scopeFor(api, ctx.caller), table);
+      const field = rootField(info, args);
+      const statement = sql`SELECT ${build(model, field, ctx)} AS result`;
+      try {
+        const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement);
+        return row?.result ?? null;
+      } catch (err) {
+        return mapDatabaseError(err);
+      }
+    };
+
+  /** Mutations run in the operation's transaction (see useMutationTransaction), else in their own. */
+  const mutation =
+    (table: string, run: (tx: Sql, model: TableModel, field: SelectedField, ctx: GraphQLContext, args: Record<string, unknown>) => Promise<unknown>): Resolver =>
+    async (_parent, args, ctx, info) => {
+      const model = tableModel(scopeFor(api, ctx.caller), table);
+      const field = rootField(info, args);
+      try {
+        if (ctx.tx) return await run(ctx.tx, model, field, ctx, args);
+        return await db.begin((tx) => run(tx as unknown as Sql, model, field, ctx, args));
+      } catch (err) {
+        return mapDatabaseError(err);
+      }
+    };
+
+  return {
+    list: (table) => query(table, (model, field, ctx) => listSql(scopeFor(api, ctx.caller), model, field)),
+    aggregate: (table) => query(table, (model, field, ctx) => aggregateSql(scopeFor(api, ctx.caller), model, field)),
+    byPk: (table) => query(table, (model, field, ctx) => byPkSql(scopeFor(api, ctx.caller), model, field)),
+    insert: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) =>
+        response(field, await insertRows(tx, scopeFor(api, ctx.caller), ctx.caller, model, args['objects'] as Record<string, unknown>[], args['on_conflict'] as Record<string, unknown> | undefined, returningOf(field))),
+      ),
+    insertOne: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) => {
+        const result = await insertRows(tx, scopeFor(api, ctx.caller), ctx.caller, model, [args['object'] as Record<string, unknown>], args['on_conflict'] as Record<string, unknown> | undefined, field.children);
+        return result.returning[0] ?? null;
+      }),
+    update: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) => {
+        const scope = scopeFor(api, ctx.caller);
+        const where = (alias: Alias) => whereSql(scope, model, alias, args['where'] as Record<string, unknown>);
+        return response(field, await updateRows(tx, scope, ctx.caller, model, where, args['_set'] as Record<string, unknown>, args['_inc'] as Record<string, unknown>, returningOf(field)));
+      }),
+    updateByPk: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) => {
+        const where = pkWhere(model, args['pk_columns'] as Record<string, unknown>);
+        const result = await updateRows(tx, scopeFor(api, ctx.caller), ctx.caller, model, where, args['_set'] as Record<string, unknown>, args['_inc'] as Record<string, unknown>, field.children);
+        return result.returning[0] ?? null;
+      }),
+    delete: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) => {
+        const scope = scopeFor(api, ctx.caller);
+        const where = (alias: Alias) => whereSql(scope, model, alias, args['where'] as Record<string, unknown>);
+        return response(field, await deleteRows(tx, scope, model, where, returningOf(field)));
+      }),
+    deleteByPk: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) => {
+        const result = await deleteRows(tx, scopeFor(api, ctx.caller), model, pkWhere(model, args), field.children);
+        return result.returning[0] ?? null;
+      }),
+  };
+}

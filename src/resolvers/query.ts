@@ -1,0 +1,130 @@
+import { sql, type SQL } from 'pg-sql2';
+import { and, type Alias } from '../rules/index.ts';
+import type { Relationship, TableModel } from '../schema/model.ts';
+import { orderTerms } from './order.ts';
+import { badInput, bindValue, column, joinCondition, tableModel, tableRef, visible, type Scope } from './scope.ts';
+import type { SelectedField } from './selection.ts';
+import { whereSql } from './where.ts';
+
+/**
+ * GraphQL selections as SQL that builds the whole JSON answer inside PostgreSQL: one statement
+ * per root field, however deep the relationships go. Every table read goes through `visible`.
+ */
+
+/** json_build_object takes at most 100 arguments; wider selections are merged as jsonb. */
+function buildObject(pairs: [string, SQL][]): SQL {
+  if (pairs.length === 0) return sql`'{}'::json`;
+  const chunks: SQL[] = [];
+  for (let i = 0; i < pairs.length; i += 50) {
+    const args = pairs.slice(i, i + 50).flatMap(([k, v]) => [sql.literal(k), v]);
+    chunks.push(pairs.length > 50 ? sql`jsonb_build_object(${sql.join(args, ', ')})` : sql`json_build_object(${sql.join(args, ', ')})`);
+  }
+  return chunks.length === 1 ? chunks[0]! : sql`(${sql.join(chunks, ' || ')})::json`;
+}
+
+/** The JSON object for row `alias` of `model` with the fields selected. */
+export function rowJson(scope: Scope, model: TableModel, alias: Alias, fields: SelectedField[]): SQL {
+  const pairs: [string, SQL][] = fields.map((f) => [f.key, fieldSql(scope, model, alias, f)]);
+  return buildObject(pairs);
+}
+
+function fieldSql(scope: Scope, model: TableModel, alias: Alias, f: SelectedField): SQL {
+  const col = model.columns.find((c) => c.name === f.name);
+  if (col) return col.scalar.asText ? sql`${sql.identifier(alias, col.name)}::text${col.scalar.list ? sql`[]` : sql.blank}` : sql.identifier(alias, col.name);
+  const rel = model.relationships.find((r) => r.name === f.name);
+  if (rel?.kind === 'object') return objectRelationship(scope, rel, alias, f);
+  if (rel?.kind === 'array') return listSql(scope, tableModel(scope, rel.target), f, (other) => joinCondition(rel, alias, other));
+  const agg = model.relationships.find((r) => r.kind === 'array' && `${r.name}_aggregate` === f.name);
+  if (agg) return aggregateSql(scope, tableModel(scope, agg.target), f, (other) => joinCondition(agg, alias, other));
+  throw new Error(`${model.name} has no field ${f.name}`);
+}
+
+function objectRelationship(scope: Scope, rel: Relationship, alias: Alias, f: SelectedField): SQL {
+  const target = tableModel(scope, rel.target);
+  const other = Symbol(rel.target);
+  const where = and([joinCondition(rel, alias, other), visible(scope, rel.target, other)]);
+  return sql`(SELECT ${rowJson(scope, target, other, f.children)} FROM ${tableRef(scope, rel.target)} AS ${sql.identifier(other)} WHERE ${where} LIMIT 1)`;
+}
+
+function count(value: unknown, name: string, max: number): number | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw badInput(`${name} must be a non-negative integer`);
+  return Math.min(value, max);
+}
+
+/**
+ * The rows of `model` the caller can see, filtered, ordered and paged: `SELECT s.* FROM (…) s`,
+ * so every caller of this (lists, aggregates, nodes) shares the same visibility and paging.
+ */
+function rowsSource(scope: Scope, model: TableModel, args: Record<string, unknown>, extra: ((alias: Alias) => SQL) | null): { from: SQL; alias: symbol; order: SQL[] } {
+  const inner = Symbol(model.name);
+  const limit = count(args['limit'], 'limit', scope.api.maxRows) ?? scope.api.maxRows;
+  const offset = count(args['offset'], 'offset', Number.MAX_SAFE_INTEGER);
+  const where = and([visible(scope, model.name, inner), whereSql(scope, model, inner, args['where'] as Record<string, unknown> | undefined), extra ? extra(inner) : sql.true]);
+  const order = orderTerms(scope, model, inner, args['order_by']);
+  const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
+  const offsetSql = offset ? sql` OFFSET ${sql.literal(offset)}` : sql.blank;
+  const alias = Symbol(`${model.name}_rows`);
+  // The ORDER BY terms are evaluated on the paged rows again (as `alias`) to order the JSON array.
+  const outerOrder = orderTerms(scope, model, alias, args['order_by']);
+  return {
+    from: sql`(SELECT ${sql.identifier(inner)}.* FROM ${tableRef(scope, model.name)} AS ${sql.identifier(inner)} WHERE ${where}${orderSql} LIMIT ${sql.literal(limit)}${offsetSql}) AS ${sql.identifier(alias)}`,
+    alias,
+    order: outerOrder,
+  };
+}
+
+/** `[t!]!` as a JSON array. */
+export function listSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
+  const { from, alias, order } = rowsSource(scope, model, f.args, extra);
+  const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
+  return sql`(SELECT coalesce(json_agg(${rowJson(scope, model, alias, f.children)}${orderSql}), '[]'::json) FROM ${from})`;
+}
+
+/** `t_by_pk(pk…)`: the row's JSON, or null when it does not exist or is hidden. */
+export function byPkSql(scope: Scope, model: TableModel, f: SelectedField): SQL {
+  const alias = Symbol(model.name);
+  const keys = model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(k, f.args[k.name])}`);
+  const where = and([...keys, visible(scope, model.name, alias)]);
+  return sql`(SELECT ${rowJson(scope, model, alias, f.children)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${where})`;
+}
+
+const AGGREGATES = ['sum', 'avg', 'max', 'min'] as const;
+
+/** `t_aggregate`: `{ aggregate { count sum avg max min } nodes }` over the visible rows only. */
+export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
+  const { from, alias, order } = rowsSource(scope, model, f.args, extra);
+  const pairs: [string, SQL][] = [];
+  for (const part of f.children) {
+    if (part.name === 'nodes') {
+      const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
+      pairs.push([part.key, sql`coalesce(json_agg(${rowJson(scope, model, alias, part.children)}${orderSql}), '[]'::json)`]);
+    } else if (part.name === 'aggregate') {
+      const inner: [string, SQL][] = [];
+      for (const a of part.children) {
+        if (a.name === 'count') {
+          const cols = (a.args['columns'] as string[] | undefined) ?? [];
+          const distinct = a.args['distinct'] === true;
+          if (cols.length === 0) inner.push([a.key, distinct ? sql`count(DISTINCT ${sql.identifier(alias)}.*)` : sql`count(*)`]);
+          else {
+            const tuple = cols.length === 1 ? sql.identifier(alias, column(model, cols[0]!).name) : sql`ROW(${sql.join(cols.map((c) => sql.identifier(alias, column(model, c).name)), ', ')})`;
+            // count(ROW(…)) would count rows whose columns are all NULL; Hasura counts non-null values.
+            const nonNull = and(cols.map((c) => sql`${sql.identifier(alias, c)} IS NOT NULL`));
+            inner.push([a.key, distinct ? sql`count(DISTINCT ${tuple}) FILTER (WHERE ${nonNull})` : sql`count(*) FILTER (WHERE ${nonNull})`]);
+          }
+        } else if ((AGGREGATES as readonly string[]).includes(a.name)) {
+          const fn = { sum: sql`sum`, avg: sql`avg`, max: sql`max`, min: sql`min` }[a.name as (typeof AGGREGATES)[number]];
+          const cols: [string, SQL][] = a.children.map((c) => {
+            const col = column(model, c.name);
+            const value = sql`${fn}(${sql.identifier(alias, col.name)})`;
+            const asText = a.name === 'avg' ? sql`${value}::float8` : col.scalar.asText || a.name === 'sum' ? sql`${value}::text` : value;
+            return [c.key, asText];
+          });
+          inner.push([a.key, buildObject(cols)]);
+        }
+      }
+      pairs.push([part.key, buildObject(inner)]);
+    }
+  }
+  return sql`(SELECT ${buildObject(pairs)} FROM ${from})`;
+}

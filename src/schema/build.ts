@@ -1,0 +1,367 @@
+import SchemaBuilder from '@pothos/core';
+import type { GraphQLSchema } from 'graphql';
+import type { GraphQLContext } from './context.ts';
+import type { ApiModel, ColumnModel, TableModel } from './model.ts';
+import { SCALARS } from './scalars.ts';
+import type { Resolvers } from '../resolvers/index.ts';
+
+type Row = Record<string, unknown>;
+type Text = { Input: string; Output: string };
+type Json = { Input: unknown; Output: unknown };
+interface Types {
+  Context: GraphQLContext;
+  DefaultFieldNullability: false;
+  DefaultInputFieldRequiredness: false;
+  Scalars: { bigint: Text; numeric: Text; uuid: Text; timestamptz: Text; timestamp: Text; date: Text; jsonb: Json; json: Json };
+}
+type Builder = PothosSchemaTypes.SchemaBuilder<PothosSchemaTypes.ExtendDefaultTypes<Types>>;
+// Types are created from the catalog at run time, so their names are not known to the compiler:
+// refs are handled through this loose alias, and field shapes are checked by graphql-js at build.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyRef = any;
+
+const VALID_NAME = /^[_A-Za-z][_0-9A-Za-z]*$/;
+
+/** Every resolver reads its value from the parent's JSON under its response key (its alias). */
+const fromParent = (parent: unknown, _args: unknown, _ctx: unknown, info: { path: { key: string | number } }) =>
+  (parent as Row)[info.path.key as string];
+
+interface TableRefs {
+  object: AnyRef;
+  aggregate: AnyRef;
+  aggregateFields: AnyRef;
+  boolExp: AnyRef;
+  orderBy: AnyRef;
+  aggregateOrderBy: AnyRef;
+  selectColumn: AnyRef;
+  insertInput: AnyRef;
+  setInput: AnyRef;
+  incInput: AnyRef;
+  pkInput: AnyRef;
+  onConflict: AnyRef;
+  constraint: AnyRef;
+  updateColumn: AnyRef;
+  mutationResponse: AnyRef;
+  summary: Record<'sum' | 'avg' | 'max' | 'min', AnyRef | null>;
+}
+
+/**
+ * The GraphQL schema of the API model, with Hasura's names and shapes (DESIGN §3), so frontends
+ * and codegen written for Hasura work unchanged on the operations rowgate supports.
+ */
+export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers): GraphQLSchema {
+  const builder = new SchemaBuilder<Types>({ defaultFieldNullability: false }) as unknown as Builder;
+  for (const scalar of SCALARS) builder.addScalarType(scalar.name as never, scalar);
+
+  const orderBy = builder.enumType('order_by', {
+    description: 'column ordering options',
+    values: {
+      asc: { description: 'in ascending order, nulls last' },
+      asc_nulls_first: { description: 'in ascending order, nulls first' },
+      asc_nulls_last: { description: 'in ascending order, nulls last' },
+      desc: { description: 'in descending order, nulls first' },
+      desc_nulls_first: { description: 'in descending order, nulls first' },
+      desc_nulls_last: { description: 'in descending order, nulls last' },
+    } as const,
+  });
+
+  const comparisons = new Map<string, AnyRef>();
+  const comparisonFor = (col: ColumnModel): AnyRef => {
+    const scalar = col.scalar.name;
+    const name = col.scalar.list ? `${scalar}_array_comparison_exp` : `${scalar}_comparison_exp`;
+    let ref = comparisons.get(name);
+    if (ref) return ref;
+    const list = col.scalar.list;
+    const ordered = col.scalar.ordered;
+    const text = scalar === 'String';
+    ref = builder.inputType(name, {
+      description: `Boolean expression to compare columns of type "${scalar}${list ? '[]' : ''}". All fields are combined with logical 'AND'.`,
+      fields: (t: AnyRef) => ({
+        _is_null: t.boolean(),
+        ...(list
+          ? {}
+          : {
+              _eq: t.field({ type: scalar }),
+              _neq: t.field({ type: scalar }),
+              _in: t.field({ type: [scalar], required: { list: false, items: true } }),
+              _nin: t.field({ type: [scalar], required: { list: false, items: true } }),
+              ...(ordered ? { _gt: t.field({ type: scalar }), _gte: t.field({ type: scalar }), _lt: t.field({ type: scalar }), _lte: t.field({ type: scalar }) } : {}),
+              ...(text ? { _like: t.string(), _nlike: t.string(), _ilike: t.string(), _nilike: t.string() } : {}),
+            }),
+      }),
+    });
+    comparisons.set(name, ref);
+    return ref;
+  };
+
+  const refs = new Map<string, TableRefs>();
+  const tables = [...api.tables.values()].filter((m) => {
+    if (!VALID_NAME.test(m.name)) throw new Error(`table "${m.name}" has no valid GraphQL name; rename it or leave it out of "tables"`);
+    return true;
+  });
+  const columnsOf = (m: TableModel) => m.columns.filter((c) => VALID_NAME.test(c.name));
+
+  // Create every ref first: types refer to each other (relationships, nested filters) in cycles.
+  for (const m of tables) {
+    const t = m.name;
+    const cols = columnsOf(m);
+    const numeric = cols.filter((c) => c.scalar.numeric && !c.scalar.list);
+    const ordered = cols.filter((c) => c.scalar.ordered && !c.scalar.list);
+    const enumOf = (names: string[], what: string) =>
+      names.length ? Object.fromEntries(names.map((n) => [n, { description: `${what} "${n}"` }])) : null;
+    const selectValues = enumOf(cols.map((c) => c.name), 'column');
+    const insert = m.policy.insert;
+    const update = m.policy.update;
+    const updateValues = enumOf(update ? update.columns.filter((c) => VALID_NAME.test(c)) : [], 'column');
+    const constraintValues = enumOf(m.table.uniques.map((u) => u.name).filter((n) => VALID_NAME.test(n)), 'unique or primary key constraint');
+    refs.set(t, {
+      object: builder.objectRef<Row>(t),
+      aggregate: builder.objectRef<Row>(`${t}_aggregate`),
+      aggregateFields: builder.objectRef<Row>(`${t}_aggregate_fields`),
+      boolExp: builder.inputRef<Row>(`${t}_bool_exp`),
+      orderBy: builder.inputRef<Row>(`${t}_order_by`),
+      aggregateOrderBy: builder.inputRef<Row>(`${t}_aggregate_order_by`),
+      selectColumn: selectValues ? builder.enumType(`${t}_select_column`, { values: selectValues }) : null,
+      insertInput: insert ? builder.inputRef<Row>(`${t}_insert_input`) : null,
+      setInput: update ? builder.inputRef<Row>(`${t}_set_input`) : null,
+      incInput: update && numeric.some((c) => update.columns.includes(c.name)) ? builder.inputRef<Row>(`${t}_inc_input`) : null,
+      pkInput: m.primaryKey.length ? builder.inputRef<Row>(`${t}_pk_columns_input`) : null,
+      onConflict: insert && constraintValues ? builder.inputRef<Row>(`${t}_on_conflict`) : null,
+      constraint: insert && constraintValues ? builder.enumType(`${t}_constraint`, { values: constraintValues }) : null,
+      updateColumn: insert && constraintValues ? builder.enumType(`${t}_update_column`, { values: updateValues ?? { _PLACEHOLDER: { description: 'no column can be updated' } } }) : null,
+      mutationResponse: insert || update || m.policy.delete ? builder.objectRef<Row>(`${t}_mutation_response`) : null,
+      summary: {
+        sum: numeric.length ? builder.objectRef<Row>(`${t}_sum_fields`) : null,
+        avg: numeric.length ? builder.objectRef<Row>(`${t}_avg_fields`) : null,
+        max: ordered.length ? builder.objectRef<Row>(`${t}_max_fields`) : null,
+        min: ordered.length ? builder.objectRef<Row>(`${t}_min_fields`) : null,
+      },
+    });
+  }
+  const refsOf = (t: string) => refs.get(t)!;
+
+  const listArgs = (t: AnyRef, target: string) => ({
+    where: t.arg({ type: refsOf(target).boolExp, description: 'filter the rows returned' }),
+    order_by: t.arg({ type: [refsOf(target).orderBy], required: { list: false, items: true }, description: 'sort the rows by one or more columns' }),
+    limit: t.arg.int({ description: 'limit the number of rows returned' }),
+    offset: t.arg.int({ description: 'skip the first n rows. Use only with order_by' }),
+  });
+
+  for (const m of tables) {
+    const t = m.name;
+    const r = refsOf(t);
+    const cols = columnsOf(m);
+    const colType = (c: ColumnModel) => (c.scalar.list ? [c.scalar.name] : c.scalar.name);
+    const colNullable = (c: ColumnModel) => (c.scalar.list ? { list: c.nullable, items: true } : c.nullable);
+
+    r.object.implement({
+      description: `columns and relationships of "${t}"`,
+      fields: (f: AnyRef) => {
+        const fields: Record<string, unknown> = {};
+        for (const c of cols) fields[c.name] = f.field({ type: colType(c), nullable: colNullable(c), resolve: fromParent });
+        for (const rel of m.relationships) {
+          const target = refsOf(rel.target);
+          if (rel.kind === 'object') {
+            // Nullable even over a NOT NULL foreign key: the related row may be hidden from the caller.
+            fields[rel.name] = f.field({ type: target.object, nullable: true, description: 'An object relationship', resolve: fromParent });
+          } else {
+            fields[rel.name] = f.field({ type: [target.object], args: listArgs(f, rel.target), description: 'An array relationship', resolve: fromParent });
+            fields[`${rel.name}_aggregate`] = f.field({ type: target.aggregate, args: listArgs(f, rel.target), description: 'An aggregate relationship', resolve: fromParent });
+          }
+        }
+        return fields;
+      },
+    });
+
+    r.aggregate.implement({
+      description: `aggregated selection of "${t}"`,
+      fields: (f: AnyRef) => ({
+        aggregate: f.field({ type: r.aggregateFields, nullable: true, resolve: fromParent }),
+        nodes: f.field({ type: [r.object], resolve: fromParent }),
+      }),
+    });
+    r.aggregateFields.implement({
+      description: `aggregate fields of "${t}"`,
+      fields: (f: AnyRef) => ({
+        count: f.int({
+          args: {
+            ...(r.selectColumn ? { columns: f.arg({ type: [r.selectColumn], required: { list: false, items: true } }) } : {}),
+            distinct: f.arg.boolean(),
+          },
+          resolve: fromParent,
+        }),
+        ...Object.fromEntries(
+          (['sum', 'avg', 'max', 'min'] as const).flatMap((k) => (r.summary[k] ? [[k, f.field({ type: r.summary[k], nullable: true, resolve: fromParent })]] : [])),
+        ),
+      }),
+    });
+    for (const k of ['sum', 'avg', 'max', 'min'] as const) {
+      const ref = r.summary[k];
+      if (!ref) continue;
+      const picked = cols.filter((c) => !c.scalar.list && (k === 'sum' || k === 'avg' ? c.scalar.numeric : c.scalar.ordered));
+      const typeOf = (c: ColumnModel) =>
+        k === 'avg' ? 'Float' : k === 'sum' ? (c.scalar.name === 'Int' ? 'bigint' : c.scalar.name === 'bigint' ? 'numeric' : c.scalar.name) : c.scalar.name;
+      ref.implement({
+        description: `aggregate ${k} on columns of "${t}"`,
+        fields: (f: AnyRef) => Object.fromEntries(picked.map((c) => [c.name, f.field({ type: typeOf(c), nullable: true, resolve: fromParent })])),
+      });
+    }
+
+    r.boolExp.implement({
+      description: `Boolean expression to filter rows from the table "${t}". All fields are combined with a logical 'AND'.`,
+      fields: (f: AnyRef) => {
+        const fields: Record<string, unknown> = {
+          _and: f.field({ type: [r.boolExp], required: { list: false, items: true } }),
+          _or: f.field({ type: [r.boolExp], required: { list: false, items: true } }),
+          _not: f.field({ type: r.boolExp }),
+        };
+        for (const c of cols) fields[c.name] = f.field({ type: comparisonFor(c) });
+        for (const rel of m.relationships) fields[rel.name] = f.field({ type: refsOf(rel.target).boolExp });
+        return fields;
+      },
+    });
+
+    r.orderBy.implement({
+      description: `Ordering options when selecting data from "${t}".`,
+      fields: (f: AnyRef) => {
+        const fields: Record<string, unknown> = {};
+        for (const c of cols) if (!c.scalar.list) fields[c.name] = f.field({ type: orderBy });
+        for (const rel of m.relationships) {
+          if (rel.kind === 'object') fields[rel.name] = f.field({ type: refsOf(rel.target).orderBy });
+          else fields[`${rel.name}_aggregate`] = f.field({ type: refsOf(rel.target).aggregateOrderBy });
+        }
+        return fields;
+      },
+    });
+    r.aggregateOrderBy.implement({
+      description: `order by aggregate values of table "${t}"`,
+      fields: (f: AnyRef) => ({ count: f.field({ type: orderBy }) }),
+    });
+
+    const insert = m.policy.insert;
+    if (insert && r.insertInput) {
+      const allowed = cols.filter((c) => insert.columns.includes(c.name));
+      r.insertInput.implement({
+        description: `input type for inserting data into table "${t}"`,
+        fields: (f: AnyRef) => Object.fromEntries(allowed.map((c) => [c.name, f.field({ type: colType(c) })])),
+      });
+    }
+    const update = m.policy.update;
+    if (update && r.setInput) {
+      const allowed = cols.filter((c) => update.columns.includes(c.name));
+      r.setInput.implement({
+        description: `input type for updating data in table "${t}"`,
+        fields: (f: AnyRef) => Object.fromEntries(allowed.map((c) => [c.name, f.field({ type: colType(c) })])),
+      });
+      r.incInput?.implement({
+        description: `input type for incrementing numeric columns in table "${t}"`,
+        fields: (f: AnyRef) => Object.fromEntries(allowed.filter((c) => c.scalar.numeric && !c.scalar.list).map((c) => [c.name, f.field({ type: c.scalar.name })])),
+      });
+    }
+    r.pkInput?.implement({
+      description: `primary key columns input for table: ${t}`,
+      fields: (f: AnyRef) => Object.fromEntries(m.primaryKey.map((c) => [c.name, f.field({ type: c.scalar.name, required: true })])),
+    });
+    r.onConflict?.implement({
+      description: `on_conflict condition type for table "${t}"`,
+      fields: (f: AnyRef) => ({
+        constraint: f.field({ type: r.constraint, required: true }),
+        update_columns: f.field({ type: [r.updateColumn], required: true, defaultValue: [] }),
+        where: f.field({ type: r.boolExp }),
+      }),
+    });
+    r.mutationResponse?.implement({
+      description: `response of any mutation on the table "${t}"`,
+      fields: (f: AnyRef) => ({
+        affected_rows: f.int({ description: 'number of rows affected by the mutation', resolve: fromParent }),
+        returning: f.field({ type: [r.object], description: 'data from the rows affected by the mutation', resolve: fromParent }),
+      }),
+    });
+  }
+
+  const pkArgs = (f: AnyRef, m: TableModel) => Object.fromEntries(m.primaryKey.map((c) => [c.name, f.arg({ type: c.scalar.name, required: true })]));
+
+  builder.queryType({
+    fields: (f: AnyRef) => {
+      const fields: Record<string, AnyRef> = {};
+      for (const m of tables) {
+        const r = refsOf(m.name);
+        fields[m.name] = f.field({ type: [r.object], args: listArgs(f, m.name), description: `fetch data from the table: "${m.name}"`, resolve: resolvers.list(m.name) });
+        fields[`${m.name}_aggregate`] = f.field({ type: r.aggregate, args: listArgs(f, m.name), description: `fetch aggregated fields from the table: "${m.name}"`, resolve: resolvers.aggregate(m.name) });
+        if (m.primaryKey.length) {
+          fields[`${m.name}_by_pk`] = f.field({ type: r.object, nullable: true, args: pkArgs(f, m), description: `fetch data from the table: "${m.name}" using primary key columns`, resolve: resolvers.byPk(m.name) });
+        }
+      }
+      return fields;
+    },
+  });
+
+  const mutable = tables.filter((m) => m.policy.insert || m.policy.update || m.policy.delete);
+  if (mutable.length) {
+    builder.mutationType({
+      fields: (f: AnyRef) => {
+        const fields: Record<string, AnyRef> = {};
+        for (const m of mutable) {
+          const r = refsOf(m.name);
+          if (m.policy.insert) {
+            const conflict = r.onConflict ? { on_conflict: f.arg({ type: r.onConflict, description: 'upsert condition' }) } : {};
+            fields[`insert_${m.name}`] = f.field({
+              type: r.mutationResponse,
+              nullable: true,
+              description: `insert data into the table: "${m.name}"`,
+              args: { objects: f.arg({ type: [r.insertInput], required: { list: true, items: true } }), ...conflict },
+              resolve: resolvers.insert(m.name),
+            });
+            fields[`insert_${m.name}_one`] = f.field({
+              type: r.object,
+              nullable: true,
+              description: `insert a single row into the table: "${m.name}"`,
+              args: { object: f.arg({ type: r.insertInput, required: true }), ...conflict },
+              resolve: resolvers.insertOne(m.name),
+            });
+          }
+          if (m.policy.update) {
+            const inc = r.incInput ? { _inc: f.arg({ type: r.incInput, description: 'increments the numeric columns with given value of the filtered values' }) } : {};
+            fields[`update_${m.name}`] = f.field({
+              type: r.mutationResponse,
+              nullable: true,
+              description: `update data of the table: "${m.name}"`,
+              args: { where: f.arg({ type: r.boolExp, required: true }), _set: f.arg({ type: r.setInput }), ...inc },
+              resolve: resolvers.update(m.name),
+            });
+            if (r.pkInput) {
+              fields[`update_${m.name}_by_pk`] = f.field({
+                type: r.object,
+                nullable: true,
+                description: `update single row of the table: "${m.name}"`,
+                args: { pk_columns: f.arg({ type: r.pkInput, required: true }), _set: f.arg({ type: r.setInput }), ...inc },
+                resolve: resolvers.updateByPk(m.name),
+              });
+            }
+          }
+          if (m.policy.delete) {
+            fields[`delete_${m.name}`] = f.field({
+              type: r.mutationResponse,
+              nullable: true,
+              description: `delete data from the table: "${m.name}"`,
+              args: { where: f.arg({ type: r.boolExp, required: true }) },
+              resolve: resolvers.delete(m.name),
+            });
+            if (m.primaryKey.length) {
+              fields[`delete_${m.name}_by_pk`] = f.field({
+                type: r.object,
+                nullable: true,
+                description: `delete single row from the table: "${m.name}"`,
+                args: pkArgs(f, m),
+                resolve: resolvers.deleteByPk(m.name),
+              });
+            }
+          }
+        }
+        return fields;
+      },
+    });
+  }
+
+  return builder.toSchema({ sortSchema: false });
+}

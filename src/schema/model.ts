@@ -1,0 +1,92 @@
+import type { Config } from '../config/index.ts';
+import type { Catalog, Column, Table } from '../db/index.ts';
+import type { CompiledRules, TablePolicy } from '../rules/index.ts';
+import { scalarFor, type ScalarInfo } from './scalars.ts';
+
+/**
+ * What the GraphQL API exposes of each listed table, decided once from the catalog, the config
+ * and the compiled rules. The schema builder and the SQL compiler both read this, so a field
+ * exists in the schema exactly when the compiler knows how to answer it.
+ */
+
+export interface ColumnModel extends Column {
+  scalar: ScalarInfo;
+}
+
+export interface Relationship {
+  name: string;
+  kind: 'object' | 'array';
+  /** The table on the other side. */
+  target: string;
+  /** Pairs of (column of this table, column of the target) that must be equal. */
+  on: [string, string][];
+}
+
+export interface TableModel {
+  name: string;
+  table: Table;
+  policy: TablePolicy;
+  columns: ColumnModel[];
+  primaryKey: ColumnModel[];
+  relationships: Relationship[];
+}
+
+export interface ApiModel {
+  schema: string;
+  tables: Map<string, TableModel>;
+  rules: CompiledRules;
+  maxRows: number;
+}
+
+/** A naive English plural, enough for table names: player → players, company → companies. */
+function plural(name: string): string {
+  if (/[^aeiou]y$/.test(name)) return `${name.slice(0, -1)}ies`;
+  if (/(s|x|z|ch|sh)$/.test(name)) return `${name}es`;
+  return `${name}s`;
+}
+
+export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'>, catalog: Catalog, rules: CompiledRules): ApiModel {
+  const tables = new Map<string, TableModel>();
+  for (const policy of rules.policies.values()) {
+    const table = catalog.tables.get(policy.table)!;
+    const columns = table.columns.map((c) => ({ ...c, scalar: scalarFor(c.type, catalog) }));
+    tables.set(policy.table, {
+      name: policy.table,
+      table,
+      policy,
+      columns,
+      primaryKey: table.primaryKey.map((k) => columns.find((c) => c.name === k)!),
+      relationships: [],
+    });
+  }
+
+  // Relationships only between exposed tables: an unlisted table is private, even as a neighbour.
+  for (const model of tables.values()) {
+    for (const fk of model.table.foreignKeys) {
+      const target = tables.get(fk.refTable);
+      if (!target) continue;
+      const single = fk.columns.length === 1 ? fk.columns[0]! : null;
+      const objectName = single?.endsWith('_id') && single.length > 3 ? single.slice(0, -3) : fk.refTable;
+      addRelationship(model, { name: objectName, kind: 'object', target: fk.refTable, on: fk.columns.map((c, i) => [c, fk.refColumns[i]!]) }, fk.columns);
+      addRelationship(target, { name: plural(model.name), kind: 'array', target: model.name, on: fk.refColumns.map((c, i) => [c, fk.columns[i]!]) }, fk.columns);
+    }
+  }
+
+  // Overrides: `relationships: { "<generated name>": "<name>" }` in the table's config.
+  for (const model of tables.values()) {
+    const renames = config.tables[model.name]?.relationships ?? {};
+    for (const rel of model.relationships) {
+      const renamed = renames[rel.name];
+      if (renamed) rel.name = renamed;
+    }
+  }
+  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows };
+}
+
+/** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */
+function addRelationship(model: TableModel, rel: Relationship, fkColumns: string[]): void {
+  const taken = (n: string) => model.columns.some((c) => c.name === n) || model.relationships.some((r) => r.name === n);
+  if (taken(rel.name)) rel.name = `${rel.name}_by_${fkColumns.join('_')}`;
+  while (taken(rel.name)) rel.name = `${rel.name}_`;
+  model.relationships.push(rel);
+}
