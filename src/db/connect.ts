@@ -14,6 +14,9 @@ export function connect(url: string, options: postgres.Options<Record<string, po
   return postgres(url, {
     max: 10,
     onnotice: () => {},
+    // Compiled visibility nests EXISTS inside OR; on small, unanalysed tables the planner's cost
+    // estimates switch JIT on and a 1 ms query takes 200 ms compiling. Gateway queries are short.
+    connection: { jit: 'off' },
     // Rows come back as JSON text built in PostgreSQL or as plain values; bigint and
     // numeric stay strings so nothing loses precision.
     ...options,
@@ -24,14 +27,15 @@ export function connect(url: string, options: postgres.Options<Record<string, po
  * The one way the gateway reaches PostgreSQL: `url` when given (DATABASE_URL or the config),
  * otherwise an embedded server whose data lives in `./.rowgate/pgdata`.
  */
-export async function openDatabase(url: string | null): Promise<Database> {
+export async function openDatabase(url: string | null, options: { handleSignals?: boolean } = {}): Promise<Database> {
   let embedded: EmbeddedServer | null = null;
   if (!url) {
     embedded = await startEmbedded({ persistent: true });
     url = embedded.url;
     const stop = embedded.stop;
-    // Stop the child server even when the process is interrupted.
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    // Stop the child server even when the process is interrupted, unless the caller (`serve`)
+    // shuts down on signals itself and closes the database last.
+    for (const signal of options.handleSignals === false ? [] : (['SIGINT', 'SIGTERM'] as const)) {
       process.once(signal, () => {
         void stop().finally(() => process.exit(130));
       });

@@ -25,7 +25,7 @@ function rulesSql(scope: Scope, model: TableModel, set: RuleSet | null, alias: A
 }
 
 function tidsMatch(alias: Alias, tids: string[]): SQL {
-  return sql`${sql.identifier(alias, 'ctid')} = ANY(${sql.value(tids)}::tid[])`;
+  return sql`${sql.identifier(alias, 'ctid')} = ANY(${sql.value(tids)}::text[]::tid[])`;
 }
 
 /** Fails the whole mutation when a written row does not satisfy `check` (NULL counts as a failure). */

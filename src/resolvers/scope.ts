@@ -44,7 +44,9 @@ export function column(model: TableModel, name: string): ColumnModel {
 export function bindValue(col: ColumnModel, value: unknown): SQL {
   const json = !col.scalar.list && (col.scalar.name === 'json' || col.scalar.name === 'jsonb');
   const text = json ? (value === null || value === undefined ? null : JSON.stringify(value)) : toText(value);
-  return sql`${sql.value(text)}::${typeSql(col.type)}`;
+  // Bound as text and cast: postgres.js serializes a parameter for the type PostgreSQL infers,
+  // and its serializers do not all accept text (bool turns 'true' into false, json re-encodes).
+  return sql`${sql.value(text)}::text::${typeSql(col.type)}`;
 }
 
 /** The PostgreSQL text form of a GraphQL input value (already validated by its scalar). */

@@ -68,7 +68,7 @@ function comparison(col: ColumnModel, alias: Alias, exp: Record<string, unknown>
     if (value === null) throw badInput(`${col.name}.${op} cannot be null; use _is_null`);
     if (op === '_in' || op === '_nin') {
       const values = Array.isArray(value) ? value : [value];
-      const array = sql`${sql.value(toText(values))}::${typeSql(col.type)}[]`;
+      const array = sql`${sql.value(toText(values))}::text[]::${typeSql(col.type)}[]`;
       parts.push(op === '_in' ? sql`(${ref} = ANY(${array}))` : sql`(${ref} <> ALL(${array}))`);
       continue;
     }

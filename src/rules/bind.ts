@@ -11,13 +11,17 @@ export interface Identity {
 
 export function paramValue(identity: Identity, name: string): unknown {
   // `:sender` always means the sender, whatever the sender claim is called in the token.
-  return name === 'sender' ? identity.sender : identity.claims[name];
+  // Own properties only: a rule's `:constructor` or `:toString` must not read Object.prototype.
+  if (name === 'sender') return identity.sender;
+  return Object.hasOwn(identity.claims, name) ? identity.claims[name] : undefined;
 }
 
 /** Parameters for one caller: each use becomes a bound `$n`, cast to the type it meets. */
 export function callerParams(identity: Identity): ParamSource {
   return {
-    param: (name, type) => sql`${sql.value(coerceParam(paramValue(identity, name), type))}::${typeSql(type)}`,
+    // `::text` first: postgres.js would otherwise serialize the value for the type PostgreSQL
+    // infers (its bool serializer turns the string 'true' into false).
+    param: (name, type) => sql`${sql.value(coerceParam(paramValue(identity, name), type))}::text::${typeSql(type)}`,
   };
 }
 
