@@ -1,0 +1,223 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { GraphQLSchema } from 'graphql';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import type { Config } from '../config/index.ts';
+import type { Sql } from '../db/index.ts';
+import { useMutationTransaction } from '../resolvers/index.ts';
+import type { GraphQLContext } from '../schema/context.ts';
+import type { Authenticator } from './auth.ts';
+import { createMaskError, useCaller, useErrorCodes, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
+
+export const GRAPHQL_PATH = '/graphql';
+
+/** What node:http hands yoga for each request; the WebSocket transport passes its own. */
+export interface ServerContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+}
+
+export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
+
+/** Something that must be up for `/readyz` to answer 200 (the database; later the change feed). */
+export type ReadinessCheck = () => Promise<boolean>;
+
+export interface GatewayOptions {
+  config: Config;
+  schema: GraphQLSchema;
+  sql: Sql;
+  authenticator: Authenticator;
+  /** Further readiness conditions, besides `SELECT 1` on the pool. */
+  readiness?: ReadinessCheck[];
+  /** Where masked internal errors go; defaults to stderr. */
+  logInternalError?: InternalErrorLogger;
+  /** How long `close()` waits for in-flight requests before cutting connections (ms). */
+  shutdownGraceMs?: number;
+}
+
+export interface Gateway {
+  server: Server;
+  /** The yoga instance; a WebSocket transport runs operations through `yoga.getEnveloped`. */
+  yoga: Yoga;
+  listen(port: number, host?: string): Promise<{ url: string }>;
+  /** Stops accepting, lets in-flight requests finish (up to the grace period), disposes yoga. */
+  close(): Promise<void>;
+}
+
+/**
+ * The HTTP side of the gateway: yoga on node:http at `/graphql`, `/healthz`, `/readyz`, and
+ * 404 elsewhere. The Origin allow-list and the body-size limit are enforced here, before yoga
+ * sees the request; everything GraphQL-shaped (auth, limits, masking) lives in yoga plugins.
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const { config, schema, sql, authenticator } = options;
+  const allowedOrigins = config.auth.allowedOrigins;
+  const maxBodyBytes = config.limits.maxBodyBytes;
+
+  const yoga: Yoga = createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    landingPage: false,
+    graphiql: { title: 'rowgate' },
+    // Keep yoga's own logging quiet; internal errors are reported by maskError.
+    logging: false,
+    maskedErrors: { maskError: createMaskError(options.logInternalError) },
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      // Disallowed origins never get here (403 below); echo the allowed one.
+      return origin ? { origin: [origin], credentials: true } : {};
+    },
+    // The transaction wraps execution, so it sees every root field of a mutation and its errors.
+    plugins: [useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql)],
+  });
+
+  const ready = readiness(sql, options.readiness ?? []);
+
+  const server = createServer((req, res) => {
+    void route(req, res).catch((err: unknown) => {
+      (options.logInternalError ?? console.error)(err);
+      if (!res.headersSent) sendJson(res, 500, graphqlError('Internal server error', 'INTERNAL_SERVER_ERROR'));
+      else res.destroy();
+    });
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (path === '/readyz') {
+      const ok = await ready();
+      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable' });
+    }
+    if (path !== GRAPHQL_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (GraphQL is at ${GRAPHQL_PATH})` }] });
+
+    const origin = req.headers.origin;
+    if (origin !== undefined && !originAllowed(allowedOrigins, origin)) {
+      return sendJson(res, 403, graphqlError('this Origin is not allowed (auth.allowedOrigins)', 'FORBIDDEN'));
+    }
+    if (req.method === 'POST') {
+      const body = await readBody(req, maxBodyBytes);
+      if (body === null) {
+        res.setHeader('connection', 'close');
+        return sendJson(res, 413, graphqlError(`the request body is larger than ${maxBodyBytes} bytes (limits.maxBodyBytes)`, 'LIMIT_EXCEEDED'));
+      }
+      // yoga (through @whatwg-node/server) reads an already-consumed body from `req.body`.
+      (req as IncomingMessage & { body?: Buffer }).body = body;
+    }
+    await yoga.handle(req, res, { req, res });
+  }
+
+  const graceMs = options.shutdownGraceMs ?? 10_000;
+  let closing: Promise<void> | null = null;
+
+  return {
+    server,
+    yoga,
+    listen: (port, host = '127.0.0.1') =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address() as AddressInfo;
+          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          resolve({ url: `http://${shownHost}:${address.port}${GRAPHQL_PATH}` });
+        });
+      }),
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        // Keep-alive connections with no request in flight would hold close() open.
+        server.closeIdleConnections();
+      }).then(() => yoga.dispose())),
+  };
+}
+
+/** An `Origin` is allowed when no list is configured or when it is listed exactly. */
+export function originAllowed(allowedOrigins: string[] | null, origin: string): boolean {
+  return allowedOrigins === null || allowedOrigins.includes(origin);
+}
+
+/** The whole body, or null when it is larger than `limit` (announced or actual). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  const announced = Number(req.headers['content-length']);
+  if (Number.isFinite(announced) && announced > limit) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        resolve(null);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+/**
+ * `SELECT 1` on the pool within a second, and every extra check. Concurrent probes share one
+ * attempt so a hanging database does not pile queries into the pool.
+ */
+function readiness(sql: Sql, checks: ReadinessCheck[]): () => Promise<boolean> {
+  let inFlight: Promise<boolean> | null = null;
+  const database = async () => {
+    await sql`SELECT 1`;
+    return true;
+  };
+  const probe = async () => {
+    const results = await Promise.all([database, ...checks].map((check) => withTimeout(check(), 1000)));
+    return results.every(Boolean);
+  };
+  return () =>
+    (inFlight ??= probe().finally(() => {
+      inFlight = null;
+    }));
+}
+
+function withTimeout(promise: Promise<boolean>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    promise.then(
+      (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+    );
+  });
+}
+
+function graphqlError(message: string, code: string) {
+  return { errors: [{ message, extensions: { code } }] };
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
