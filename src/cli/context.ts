@@ -14,9 +14,9 @@ export interface Loaded {
  * embedded server), the catalog, and the rules compiled and checked against it.
  * Throws ConfigError or RuleConfigError (with every problem) when something is wrong.
  */
-export async function loadAll(configPath: string = DEFAULT_CONFIG_PATH): Promise<Loaded> {
+export async function loadAll(configPath: string = DEFAULT_CONFIG_PATH, options: { handleSignals?: boolean } = {}): Promise<Loaded> {
   const config = await loadConfig(configPath);
-  const db = await openDatabase(config.database.url);
+  const db = await openDatabase(config.database.url, options);
   try {
     await loadParser();
     const catalog = await readCatalog(db.sql, config.database.schema);

@@ -3,9 +3,15 @@ import { ConfigError, DEFAULT_CONFIG_PATH } from '../config/index.ts';
 import { RuleConfigError } from '../rules/index.ts';
 import { check } from './check.ts';
 import { explain } from './explain.ts';
+import { printSdl, printToken, resolvePort, serve } from '../server/serve.ts';
 
 const USAGE = `usage: rowgate <command> [options]
 
+  serve    [--config F] [--port N] [--host H]             serve /graphql, /healthz and /readyz (port: --port, PORT, else 4000;
+                                                          host 127.0.0.1 unless --host, e.g. 0.0.0.0 in a container)
+  schema   [--config F]                                   print the GraphQL SDL
+  token    --sender S [--claims JSON] [--expires 1h] [--config F]
+                                                          print a JWT signed with the configured secret (HS256)
   check    [--config F]                                   validate every rule against the database
   explain  --table T [--sender S] [--claims JSON] [--config F]
                                                           print T's compiled visibility and write checks
@@ -14,6 +20,31 @@ const USAGE = `usage: rowgate <command> [options]
 type Command = (values: Record<string, string | boolean | undefined>) => Promise<number>;
 
 const commands: Record<string, { options: Record<string, { type: 'string' | 'boolean' }>; run: Command }> = {
+  serve: {
+    options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } },
+    run: (v) => {
+      let port: number;
+      try {
+        port = resolvePort(str(v['port']));
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      const host = str(v['host']);
+      return serve({ configPath: str(v['config']) ?? DEFAULT_CONFIG_PATH, port, ...(host !== undefined ? { host } : {}) });
+    },
+  },
+  schema: {
+    options: { config: { type: 'string' } },
+    run: (v) => printSdl(str(v['config']) ?? DEFAULT_CONFIG_PATH),
+  },
+  token: {
+    options: { config: { type: 'string' }, sender: { type: 'string' }, claims: { type: 'string' }, expires: { type: 'string' } },
+    run: (v) => {
+      const sender = str(v['sender']);
+      if (!sender) throw new UsageError('token needs --sender S');
+      return printToken(str(v['config']) ?? DEFAULT_CONFIG_PATH, sender, str(v['claims']), str(v['expires']));
+    },
+  },
   check: {
     options: { config: { type: 'string' } },
     run: (v) => check(str(v['config']) ?? DEFAULT_CONFIG_PATH),

