@@ -7,7 +7,7 @@ import type { ApiModel, TableModel } from '../schema/model.ts';
 import { mapDatabaseError } from './errors.ts';
 import { deleteRows, insertRows, updateRows, type MutationResult } from './mutate.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
-import { bindValue, scopeFor, tableModel } from './scope.ts';
+import { bindValue, scopeFor, tableModel, type Scope } from './scope.ts';
 import { rootField, type SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
@@ -43,8 +43,8 @@ function response(field: SelectedField, result: MutationResult): Record<string, 
   return out;
 }
 
-function pkWhere(model: TableModel, values: Record<string, unknown>): (alias: Alias) => SQL {
-  return (alias) => and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(k, values[k.name])}`));
+function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown>): (alias: Alias) => SQL {
+  return (alias) => and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, values[k.name])}`));
 }
 
 export function createResolvers(api: ApiModel, db: Sql): Resolvers {
@@ -98,8 +98,9 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       }),
     updateByPk: (table) =>
       mutation(table, async (tx, model, field, ctx, args) => {
-        const where = pkWhere(model, args['pk_columns'] as Record<string, unknown>);
-        const result = await updateRows(tx, scopeFor(api, ctx.caller), ctx.caller, model, where, args['_set'] as Record<string, unknown>, args['_inc'] as Record<string, unknown>, field.children);
+        const scope = scopeFor(api, ctx.caller);
+        const where = pkWhere(scope, model, args['pk_columns'] as Record<string, unknown>);
+        const result = await updateRows(tx, scope, ctx.caller, model, where, args['_set'] as Record<string, unknown>, args['_inc'] as Record<string, unknown>, field.children);
         return result.returning[0] ?? null;
       }),
     delete: (table) =>
@@ -110,7 +111,8 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       }),
     deleteByPk: (table) =>
       mutation(table, async (tx, model, field, ctx, args) => {
-        const result = await deleteRows(tx, scopeFor(api, ctx.caller), model, pkWhere(model, args), field.children);
+        const scope = scopeFor(api, ctx.caller);
+        const result = await deleteRows(tx, scope, model, pkWhere(scope, model, args), field.children);
         return result.returning[0] ?? null;
       }),
   };

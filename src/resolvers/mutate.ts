@@ -90,8 +90,8 @@ export async function insertRows(
   const alias = Symbol(model.name);
   const rows = objects.map((object) => {
     const values = cols.map((col) => {
-      if (col.name in presets) return bindValue(col, presetValue(caller, presets[col.name]!));
-      return col.name in object ? bindValue(col, object[col.name]) : sql`DEFAULT`;
+      if (col.name in presets) return bindValue(scope, col, presetValue(caller, presets[col.name]!));
+      return col.name in object ? bindValue(scope, col, object[col.name]) : sql`DEFAULT`;
     });
     return sql`(${sql.join(values, ', ')})`;
   });
@@ -153,17 +153,17 @@ export async function updateRows(
   for (const [name, value] of Object.entries(set ?? {})) {
     if (name in presets) continue;
     const col = column(model, name);
-    assignments.push(sql`${sql.identifier(col.name)} = ${bindValue(col, value)}`);
+    assignments.push(sql`${sql.identifier(col.name)} = ${bindValue(scope, col, value)}`);
   }
   for (const [name, value] of Object.entries(inc ?? {})) {
     const col = column(model, name);
     if (!col.scalar.numeric) throw badInput(`_inc needs a numeric column; "${name}" is not`);
-    assignments.push(sql`${sql.identifier(col.name)} = ${sql.identifier(alias, col.name)} + ${bindValue(col, value)}`);
+    assignments.push(sql`${sql.identifier(col.name)} = ${sql.identifier(alias, col.name)} + ${bindValue(scope, col, value)}`);
   }
   if (assignments.length === 0) throw badInput('nothing to update: give _set or _inc');
   for (const [name, preset] of Object.entries(presets)) {
     const col = column(model, name);
-    assignments.push(sql`${sql.identifier(col.name)} = ${bindValue(col, presetValue(caller, preset))}`);
+    assignments.push(sql`${sql.identifier(col.name)} = ${bindValue(scope, col, presetValue(caller, preset))}`);
   }
   const condition = and([
     typeof where === 'function' ? where(alias) : where,

@@ -84,7 +84,7 @@ export function listSql(scope: Scope, model: TableModel, f: SelectedField, extra
 /** `t_by_pk(pk…)`: the row's JSON, or null when it does not exist or is hidden. */
 export function byPkSql(scope: Scope, model: TableModel, f: SelectedField): SQL {
   const alias = Symbol(model.name);
-  const keys = model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(k, f.args[k.name])}`);
+  const keys = model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, f.args[k.name])}`);
   const where = and([...keys, visible(scope, model.name, alias)]);
   return sql`(SELECT ${rowJson(scope, model, alias, f.children)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${where})`;
 }

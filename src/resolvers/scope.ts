@@ -1,17 +1,18 @@
 import { GraphQLError } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
 import type { ApiModel, ColumnModel, Relationship, TableModel } from '../schema/model.ts';
-import { and, callerParams, typeSql, type Alias, type Caller, type ParamSource } from '../rules/index.ts';
+import { and, boundValues, identityParams, typeSql, type Alias, type Binder, type Caller, type ParamSource } from '../rules/index.ts';
 
-/** What compiling one request needs: the API model and, unless the caller is the admin, its parameters. */
+/** What compiling one request needs: the API model, how values are bound, and the caller's parameters. */
 export interface Scope {
   api: ApiModel;
+  binder: Binder;
   /** null for the admin, whom no rule filters. */
   params: ParamSource | null;
 }
 
-export function scopeFor(api: ApiModel, caller: Caller): Scope {
-  return { api, params: caller.admin ? null : callerParams(caller.identity) };
+export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues): Scope {
+  return { api, binder, params: caller.admin ? null : identityParams(caller.identity, binder) };
 }
 
 export function tableModel(scope: Scope, name: string): TableModel {
@@ -41,12 +42,12 @@ export function column(model: TableModel, name: string): ColumnModel {
 }
 
 /** A caller's value bound as a parameter, cast to the column's type. Never spliced into SQL text. */
-export function bindValue(col: ColumnModel, value: unknown): SQL {
+export function bindValue(scope: Scope, col: ColumnModel, value: unknown): SQL {
   const json = !col.scalar.list && (col.scalar.name === 'json' || col.scalar.name === 'jsonb');
-  const text = json ? (value === null || value === undefined ? null : JSON.stringify(value)) : toText(value);
-  // Bound as text and cast: postgres.js serializes a parameter for the type PostgreSQL infers,
-  // and its serializers do not all accept text (bool turns 'true' into false, json re-encodes).
-  return sql`${sql.value(text)}::text::${typeSql(col.type)}`;
+  if (json) return sql`${scope.binder.text(value === null || value === undefined ? null : JSON.stringify(value))}::${typeSql(col.type)}`;
+  const text = toText(value);
+  const bound = Array.isArray(text) ? scope.binder.textArray(text) : scope.binder.text(text);
+  return sql`${bound}::${typeSql(col.type)}`;
 }
 
 /** The PostgreSQL text form of a GraphQL input value (already validated by its scalar). */

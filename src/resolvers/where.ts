@@ -20,7 +20,7 @@ export function whereSql(scope: Scope, model: TableModel, alias: Alias, exp: Boo
     else {
       const col = model.columns.find((c) => c.name === key);
       if (col) {
-        parts.push(comparison(col, alias, value as Record<string, unknown> | null));
+        parts.push(comparison(scope, col, alias, value as Record<string, unknown> | null));
         continue;
       }
       const rel = model.relationships.find((r) => r.name === key);
@@ -53,7 +53,7 @@ const OPERATORS: Record<string, Compare> = {
   _nilike: (c, v) => sql`${c} NOT ILIKE ${v}`,
 };
 
-function comparison(col: ColumnModel, alias: Alias, exp: Record<string, unknown> | null): SQL {
+function comparison(scope: Scope, col: ColumnModel, alias: Alias, exp: Record<string, unknown> | null): SQL {
   if (!exp) return sql.true;
   const ref = sql.identifier(alias, col.name);
   const parts: SQL[] = [];
@@ -68,14 +68,14 @@ function comparison(col: ColumnModel, alias: Alias, exp: Record<string, unknown>
     if (value === null) throw badInput(`${col.name}.${op} cannot be null; use _is_null`);
     if (op === '_in' || op === '_nin') {
       const values = Array.isArray(value) ? value : [value];
-      const array = sql`${sql.value(toText(values))}::text[]::${typeSql(col.type)}[]`;
+      const array = sql`${scope.binder.textArray(values.map((v) => toText(v) as string | null))}::${typeSql(col.type)}[]`;
       parts.push(op === '_in' ? sql`(${ref} = ANY(${array}))` : sql`(${ref} <> ALL(${array}))`);
       continue;
     }
     const compare = OPERATORS[op];
     if (!compare) throw badInput(`unknown comparison ${op}`);
     const text = op.endsWith('like') ? sql`${ref}::text` : ref;
-    parts.push(sql`(${compare(text, op.endsWith('like') ? sql`${sql.value(String(value))}::text` : bindValue(col, value))})`);
+    parts.push(sql`(${compare(text, op.endsWith('like') ? scope.binder.text(String(value)) : bindValue(scope, col, value))})`);
   }
   return and(parts);
 }

@@ -52,6 +52,11 @@ class Analyzer {
     throw new RuleError(message, this.parsed.position(location), hint);
   }
 
+  /** Like notAllowed, for a fault found by token (a character offset in the rule as written). */
+  private notAllowedAt(what: string, position: number | null, hint: string): never {
+    throw new RuleError(`${what} is not allowed in a rule`, position, hint);
+  }
+
   private notAllowed(what: string, location: number | undefined, hint = 'Allowed: one SELECT over inner joins with a WHERE of comparisons, AND/OR/NOT, IN (list), IS [NOT] NULL, LIKE, casts and stable functions.'): never {
     this.fail(`${what} is not allowed in a rule`, location, hint);
   }
@@ -59,7 +64,8 @@ class Analyzer {
   run(): AnalyzedRule {
     const { stmt } = this.parsed;
     if (kindOf(stmt) !== 'SelectStmt') {
-      this.notAllowed(`a ${kindOf(stmt).replace(/Stmt$/, '').toUpperCase()} statement`, undefined, 'A rule is one SELECT that returns the rows of its table.');
+      const word = (this.parsed.firstWord || kindOf(stmt).replace(/Stmt$/, '')).toUpperCase();
+      this.notAllowedAt(`${/^[AEIOU]/.test(word) ? 'an' : 'a'} ${word} statement`, this.parsed.start, 'A rule is one SELECT that returns the rows of its table.');
     }
     const select = body<SelectStmt>(stmt);
     this.checkClauses(select);
@@ -72,11 +78,15 @@ class Analyzer {
   }
 
   private checkClauses(s: SelectStmt): void {
-    if (s.op && s.op !== 'SETOP_NONE') this.notAllowed(`${s.op.replace('SETOP_', '')} (a set operation)`, undefined, 'List several rules instead: they are OR-ed.');
-    if (s.withClause) this.notAllowed('WITH (a CTE)', s.withClause.location, 'Join the tables directly in FROM.');
-    if (s.valuesLists) this.notAllowed('VALUES', undefined, 'A rule selects rows of a table.');
-    if (s.intoClause) this.notAllowed('SELECT INTO', undefined, 'A rule only reads.');
-    if (s.distinctClause) this.notAllowed('DISTINCT', undefined, 'Remove DISTINCT: a rule only decides which rows are visible.');
+    const kw = (...words: string[]) => this.parsed.keyword(...words);
+    if (s.op && s.op !== 'SETOP_NONE') {
+      const op = s.op.replace('SETOP_', '');
+      this.notAllowedAt(`${op} (a set operation)`, kw(op), 'List several rules instead: they are OR-ed.');
+    }
+    if (s.withClause) this.notAllowedAt('WITH (a CTE)', kw('WITH'), 'Join the tables directly in FROM.');
+    if (s.valuesLists) this.notAllowedAt('VALUES', kw('VALUES'), 'A rule selects rows of a table.');
+    if (s.intoClause) this.notAllowedAt('SELECT INTO', kw('INTO'), 'A rule only reads.');
+    if (s.distinctClause) this.notAllowedAt('DISTINCT', kw('DISTINCT'), 'Remove DISTINCT: a rule only decides which rows are visible.');
     const group = s.groupClause?.[0];
     if (group) this.notAllowed('GROUP BY', this.locationOf(group), 'A rule returns rows of one table, not groups.');
     if (s.havingClause) this.notAllowed('HAVING', this.locationOf(s.havingClause), 'Move the condition into WHERE.');
@@ -85,13 +95,17 @@ class Analyzer {
     const sort = s.sortClause?.[0];
     if (sort) this.notAllowed('ORDER BY', this.locationOf(sort), 'Remove ORDER BY: order is chosen by each query.');
     if (s.limitCount || s.limitOffset) this.notAllowed('LIMIT/OFFSET', this.locationOf(s.limitCount ?? s.limitOffset), 'Remove it: a rule decides visibility row by row.');
-    if (s.lockingClause) this.notAllowed('FOR UPDATE/SHARE', undefined, 'A rule only reads.');
+    if (s.lockingClause) this.notAllowedAt('FOR UPDATE/SHARE', kw('FOR'), 'A rule only reads.');
   }
 
+  /**
+   * Where a node is: its own location, else (none recorded, or -1 as for `ORDER BY x`, a subquery
+   * or a function in FROM) the earliest location inside it.
+   */
   private locationOf(node: Node | undefined): number | undefined {
     if (!node) return undefined;
-    const b = body<{ location?: number; node?: Node }>(node);
-    return b.location ?? (b.node ? this.locationOf(b.node) : undefined);
+    const b = body<{ location?: number }>(node);
+    return b.location !== undefined && b.location >= 0 ? b.location : earliestLocation(b);
   }
 
   private from(item: Node): void {
@@ -379,6 +393,16 @@ class Analyzer {
     const resolved = candidates[0]!;
     return { k: 'func', schema: resolved.schema, name, args: args.map((a) => this.expr(a, null)) };
   }
+}
+
+function earliestLocation(value: unknown): number | undefined {
+  if (!value || typeof value !== 'object') return undefined;
+  let best: number | undefined;
+  for (const [key, v] of Object.entries(value)) {
+    const found = key === 'location' && typeof v === 'number' ? (v >= 0 ? v : undefined) : earliestLocation(v);
+    if (found !== undefined && (best === undefined || found < best)) best = found;
+  }
+  return best;
 }
 
 /** Checks one parsed rule against the catalog and translates it into the compiler's own tree. */

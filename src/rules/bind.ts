@@ -16,13 +16,34 @@ export function paramValue(identity: Identity, name: string): unknown {
   return Object.hasOwn(identity.claims, name) ? identity.claims[name] : undefined;
 }
 
+/**
+ * How a value reaches SQL: as a bound `$n` (one caller), or as a column of a subscriber relation
+ * (many subscribers in one statement, see live/). Either way it is text, cast where it is used.
+ */
+export interface Binder {
+  /** SQL of type text holding `value`. */
+  text(value: string | null): SQL;
+  /** SQL of type text[] holding `values`. */
+  textArray(values: (string | null)[]): SQL;
+}
+
+/** Binds each value as its own `$n`. `::text` first: postgres.js would otherwise serialize the
+ * value for the type PostgreSQL infers (its bool serializer turns the string 'true' into false). */
+export const boundValues: Binder = {
+  text: (value) => sql`${sql.value(value)}::text`,
+  textArray: (values) => sql`${sql.value(values)}::text[]`,
+};
+
+/** The caller's parameters, each cast to the type it meets, bound through `binder`. */
+export function identityParams(identity: Identity, binder: Binder): ParamSource {
+  return {
+    param: (name, type) => sql`${binder.text(coerceParam(paramValue(identity, name), type))}::${typeSql(type)}`,
+  };
+}
+
 /** Parameters for one caller: each use becomes a bound `$n`, cast to the type it meets. */
 export function callerParams(identity: Identity): ParamSource {
-  return {
-    // `::text` first: postgres.js would otherwise serialize the value for the type PostgreSQL
-    // infers (its bool serializer turns the string 'true' into false).
-    param: (name, type) => sql`${sql.value(coerceParam(paramValue(identity, name), type))}::text::${typeSql(type)}`,
-  };
+  return identityParams(identity, boundValues);
 }
 
 interface Slot {

@@ -35,9 +35,10 @@ export class RuleConfigError extends Error {
   }
 }
 
+/** 1-based line and column of a 0-based offset; the column counts characters (code points), not bytes or UTF-16 units. */
 export function lineAndColumn(text: string, position: number): { line: number; column: number } {
   const before = text.slice(0, position).split('\n');
-  return { line: before.length, column: (before.at(-1)?.length ?? 0) + 1 };
+  return { line: before.length, column: [...(before.at(-1) ?? '')].length + 1 };
 }
 
 export function formatProblem(problem: RuleProblem): string {
@@ -47,7 +48,8 @@ export function formatProblem(problem: RuleProblem): string {
   if (position === null) return `${where}: ${problem.message}\n  ${indent(site.text)}\n  ${problem.hint}`;
   const { line, column } = lineAndColumn(site.text, position);
   const lineText = site.text.split('\n')[line - 1] ?? '';
-  const caret = `${' '.repeat(column - 1)}^`;
+  // Tabs are kept so the caret lines up under a tab-indented rule.
+  const caret = `${[...lineText].slice(0, column - 1).map((c) => (c === '\t' ? '\t' : ' ')).join('')}^`;
   return `${where}, line ${line}, column ${column}: ${problem.message}\n  ${lineText}\n  ${caret}\n  ${problem.hint}`;
 }
 

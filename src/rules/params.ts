@@ -61,19 +61,37 @@ function isUuid(s: string): boolean {
   return hex === 32;
 }
 
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+
+/**
+ * Strict ISO 8601 (what PostgreSQL prints and every client sends), checked against the real
+ * calendar, and passed on unchanged: `Date.parse` would accept "abc 2024" or roll 2024-02-30
+ * over to March, turning a value that should match nothing into one that matches something.
+ */
+function isIsoDateTime(s: string, timeAllowed: boolean): boolean {
+  const m = ISO_DATE_TIME.exec(s);
+  if (!m || (!timeAllowed && m[4] !== undefined)) return false;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > days) return false;
+  return m[4] === undefined || (Number(m[4]) < 24 && Number(m[5]) < 60 && Number(m[6] ?? 0) < 60);
+}
+
 /** The claim as text: scalars as PostgreSQL would print them, objects and arrays as JSON. */
 export function claimText(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  return JSON.stringify(value);
+  // JSON.stringify gives undefined for functions and symbols: those match nothing.
+  return JSON.stringify(value) ?? null;
 }
 
 /** Converts a claim to the text PostgreSQL accepts for `type`, or null when it does not convert. */
 export function coerceParam(value: unknown, type: TypeRef): string | null {
   const text = claimText(value);
-  // PostgreSQL text cannot hold NUL: such a value can equal nothing stored.
-  if (text === null || text.includes('\u0000')) return null;
+  // PostgreSQL text cannot hold NUL: such a value can equal nothing stored. A lone surrogate would
+  // reach PostgreSQL as U+FFFD and so equal a different identity: it matches nothing either.
+  if (text === null || text.includes('\u0000') || /\p{Cs}/u.test(text)) return null;
   const range = INT_RANGE[type.name];
   if (range) {
     const s = text.trim();
@@ -95,13 +113,10 @@ export function coerceParam(value: unknown, type: TypeRef): string | null {
     case 'uuid':
       return isUuid(text.trim()) ? text.trim() : null;
     case 'date':
+      return isIsoDateTime(text.trim(), false) ? text.trim() : null;
     case 'timestamp':
-    case 'timestamptz': {
-      const ms = Date.parse(text);
-      if (Number.isNaN(ms)) return null;
-      const iso = new Date(ms).toISOString();
-      return type.name === 'date' ? iso.slice(0, 10) : iso;
-    }
+    case 'timestamptz':
+      return isIsoDateTime(text.trim(), true) ? text.trim() : null;
   }
   if (type.category === 'E') return type.enumLabels.includes(text) ? text : null;
   return null;

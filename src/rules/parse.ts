@@ -16,6 +16,15 @@ export interface ParsedRule {
   paramNames: string[];
   /** Maps a byte offset in the rewritten text (AST `location`) to a character offset in the rule as written. */
   position(location: number | undefined): number | null;
+  /** Character offset of the rule's first token (after comments and whitespace). */
+  start: number;
+  /** The first token of the rule, as written (for messages about the statement). */
+  firstWord: string;
+  /**
+   * Character offset of the first keyword token spelled like one of `words`, or null: for clauses
+   * the AST records no location for (UNION, DISTINCT, WITH, VALUES, INTO, FOR UPDATE).
+   */
+  keyword(...words: string[]): number | null;
 }
 
 interface Edit {
@@ -37,6 +46,13 @@ function byteToCharIndex(text: string): (byte: number) => number {
     if (code >= 0x10000) i++; // the low surrogate belongs to the same code point
   }
   return (b) => (b >= byte ? text.length : (table[b] ?? text.length));
+}
+
+/** The UTF-16 index of the character `points` code points into `text` (clamped to its length). */
+function codePointsToIndex(text: string, points: number): number {
+  let i = 0;
+  for (let n = 0; n < points && i < text.length; n++) i += (text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1;
+  return Math.min(i, text.length);
 }
 
 function scan(text: string): ScanToken[] {
@@ -97,15 +113,20 @@ function mapBack(edits: Edit[], pos: number): number {
 }
 
 /** The seed writes `JOIN admin WHERE …`; PostgreSQL has no such join, so say what to write instead. */
-function joinWithoutOn(tokens: ScanToken[], errorByte: number): string | null {
+function joinWithoutOn(tokens: ScanToken[], errorByte: number): { table: string; left: string } | null {
   const at = tokens.findIndex((t) => t.start >= errorByte);
   const idx = at < 0 ? tokens.length : at;
   const next = tokens[idx];
   if (next && next.text.toUpperCase() !== 'WHERE') return null;
   for (const back of [2, 3]) {
-    const join = tokens[idx - back];
-    if (join?.text.toUpperCase() === 'JOIN' && tokens.slice(idx - back + 1, idx).every(isWord)) {
-      return tokens[idx - back + 1]!.text;
+    const joinAt = idx - back;
+    const join = tokens[joinAt];
+    if (join?.text.toUpperCase() === 'JOIN' && tokens.slice(joinAt + 1, idx).every(isWord)) {
+      // The table the join starts from, for the `FROM account, admin` spelling of the fix.
+      let from = joinAt - 1;
+      while (from >= 0 && tokens[from]!.text.toUpperCase() !== 'FROM') from--;
+      const left = tokens[from + 1];
+      return { table: tokens[joinAt + 1]!.text, left: from >= 0 && left && isWord(left) ? left.text : 'a' };
     }
   }
   return null;
@@ -122,15 +143,16 @@ export function parseRule(text: string): ParsedRule {
   } catch (err) {
     const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
     const message = details?.message ?? (err instanceof Error ? err.message : String(err));
-    // cursorPosition is a 0-based character offset into the rewritten text.
-    const position = details ? mapBack(rewritten.edits, Math.min(details.cursorPosition, rewritten.text.length)) : null;
+    // cursorPosition is a 0-based offset in code points (PostgreSQL counts characters) into the rewritten text.
+    const position = details ? mapBack(rewritten.edits, codePointsToIndex(rewritten.text, details.cursorPosition)) : null;
     const errorByte = details ? Buffer.byteLength(text.slice(0, position ?? 0)) : -1;
-    const table = details ? joinWithoutOn(tokens, errorByte) : null;
-    if (table) {
+    const join = details ? joinWithoutOn(tokens, errorByte) : null;
+    if (join) {
+      const { table, left } = join;
       throw new RuleError(
         `a JOIN needs a join condition: "JOIN ${table} WHERE …" is not PostgreSQL`,
         position,
-        `Write the condition with ON (\`JOIN ${table} ON ${table}.identity = :sender\`), or join without one: \`CROSS JOIN ${table}\` or \`FROM a, ${table}\`, and keep the WHERE.`,
+        `Write the condition with ON (\`JOIN ${table} ON ${table}.identity = :sender\`), or join without one: \`CROSS JOIN ${table}\` or \`FROM ${left}, ${table}\`, and keep the WHERE.`,
       );
     }
     throw new RuleError(message, position, 'A rule is one PostgreSQL SELECT statement; fix the syntax at the caret.');
@@ -144,9 +166,18 @@ export function parseRule(text: string): ParsedRule {
       'Write one SELECT per rule; list several rules to OR them.',
     );
   }
+  const origToChar = byteToCharIndex(text);
+  const first = tokens.find((t) => t.tokenName !== 'SQL_COMMENT' && t.tokenName !== 'C_COMMENT');
   return {
     stmt: stmts[0].stmt,
     paramNames: rewritten.names,
     position: (location) => (location === undefined || location < 0 ? null : mapBack(rewritten.edits, toChar(location))),
+    start: first ? origToChar(first.start) : 0,
+    firstWord: first?.text ?? '',
+    keyword: (...words) => {
+      const upper = words.map((w) => w.toUpperCase());
+      const found = tokens.find((t) => t.keywordKind > 0 && upper.includes(t.text.toUpperCase()));
+      return found ? origToChar(found.start) : null;
+    },
   };
 }

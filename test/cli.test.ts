@@ -1,0 +1,207 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from './support/db.ts';
+
+// The real CLI (DESIGN §1): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
+const db = useTestDatabase();
+const BIN = resolve(import.meta.dirname, '../bin/rowgate.mjs');
+const INJECT = "' OR 1=1 --";
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'rowgate-cli-'));
+  await db.sql.unsafe(`
+    CREATE TABLE account (id int PRIMARY KEY, identity text NOT NULL UNIQUE, name text);
+    CREATE TABLE admin (identity text PRIMARY KEY);
+    CREATE TABLE player (id int PRIMARY KEY REFERENCES account(id), level int NOT NULL);
+  `);
+  // The default config file, for the commands run without --config.
+  writeConfig('rowgate.config.json', GOOD_TABLES);
+});
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const GOOD_TABLES = {
+  account: {
+    select: ['SELECT * FROM account WHERE identity = :sender', 'SELECT account.* FROM account JOIN admin ON admin.identity = :sender'],
+    insert: { check: ['SELECT * FROM account WHERE identity = :sender'], columns: ['name'], set: { identity: ':sender' } },
+    update: { filter: ['SELECT * FROM account WHERE identity = :sender'], check: ['SELECT * FROM account WHERE identity = :sender'], columns: ['name'] },
+    delete: ['SELECT * FROM account WHERE identity = :sender'],
+  },
+  player: { select: ['SELECT p.* FROM account a JOIN player p ON a.id = p.id', 'SELECT * FROM player WHERE level = :level'] },
+  admin: { select: 'public' },
+};
+
+/** Writes `name` in the temp directory: a config on the test database with these tables. */
+function writeConfig(name: string, tables: Record<string, unknown>): string {
+  writeFileSync(join(dir, name), JSON.stringify({ database: { url: db.url }, tables }, null, 2));
+  return name;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function rowgate(...args: string[]): Promise<Run> {
+  // The file's database URL must be the one used: no DATABASE_URL from the environment.
+  const env = { ...process.env };
+  delete env['DATABASE_URL'];
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: dir, env, timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+// Each test spawns its own process with its own config file, so they run concurrently.
+describe.concurrent('rowgate check', () => {
+  it('exits 0 and prints one summary line per table', async () => {
+    const run = await rowgate('check');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout.trimEnd().split('\n')).toEqual([
+      'account: select 2 rules, insert 1 rule, update 1 rule, delete 1 rule; reads admin',
+      'player: select 2 rules, insert —, update —, delete —; reads account, admin',
+      'admin: select public, insert —, update —, delete —',
+      'ok: 3 tables, every rule valid',
+    ]);
+  });
+
+  it('exits 1 and prints every problem with its caret', async () => {
+    const config = writeConfig('bad.json', {
+      account: {
+        select: ['SELECT * FROM account WHERE identity = :sender', 'SELECT account.* FROM account JOIN admin WHERE admin.identity = :sender'],
+        delete: ['SELECT * FROM account\nWHERE identity = :sender\n  AND id = 1 LIMIT 5'],
+      },
+      player: { select: ['SELECT * FROM player WHERE lvl = :level'] },
+    });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    const err = run.stderr;
+    expect(err.startsWith('3 problems in the rules:\n\n')).toBe(true);
+    expect(err).toContain(
+      [
+        'tables.account.select[2], line 1, column 42: a JOIN needs a join condition: "JOIN admin WHERE …" is not PostgreSQL',
+        '  SELECT account.* FROM account JOIN admin WHERE admin.identity = :sender',
+        `  ${' '.repeat(41)}^`,
+        '  Write the condition with ON (`JOIN admin ON admin.identity = :sender`), or join without one: `CROSS JOIN admin` or `FROM account, admin`, and keep the WHERE.',
+      ].join('\n'),
+    );
+    expect(err).toContain(
+      [
+        'tables.account.delete[1], line 3, column 20: LIMIT/OFFSET is not allowed in a rule',
+        '    AND id = 1 LIMIT 5',
+        `  ${' '.repeat(19)}^`,
+      ].join('\n'),
+    );
+    expect(err).toContain(
+      ['tables.player.select[1], line 1, column 28: unknown column "lvl"', '  SELECT * FROM player WHERE lvl = :level', `  ${' '.repeat(27)}^`].join('\n'),
+    );
+    // A stack trace would mean the error was not handled as a rule problem.
+    expect(err).not.toMatch(/\n\s+at /);
+  });
+
+  it('exits 1 on a type error only PostgreSQL can find', async () => {
+    const config = writeConfig('types.json', { account: { select: ["SELECT * FROM account WHERE id = 'x'"] } });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('1 problem in the rules:\n\ntables.account.select[1]: PostgreSQL rejects this rule: invalid input syntax for type integer: "x"');
+  });
+
+  it('exits 1 when a listed table is missing from the database', async () => {
+    const config = writeConfig('missing.json', { account: { select: 'public' }, ghost: { select: 'public' } });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('tables.ghost: no table "ghost" in schema "public"');
+  });
+
+  it('exits 1 when the config file does not exist', async () => {
+    const run = await rowgate('check', '--config', 'nope.json');
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('cannot read config nope.json');
+  });
+});
+
+describe.concurrent('rowgate explain', () => {
+  it('prints SQL with placeholders and the bound values apart; the sender never reaches the SQL', async () => {
+    const run = await rowgate('explain', '--table', 'player', '--sender', INJECT, '--claims', '{"level":3}');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trimEnd().split('\n');
+    const bound = lines.filter((l) => l.startsWith('--   $'));
+    const sqlLines = lines.filter((l) => !l.startsWith('--'));
+
+    expect(lines[0]).toBe('-- visibility (select)');
+    expect(lines.filter((l) => l.startsWith('-- ') && !l.startsWith('--   '))).toEqual([
+      '-- visibility (select)',
+      '-- insert check: not declared',
+      '-- update filter: not declared',
+      '-- update check: not declared',
+      '-- delete: not declared',
+    ]);
+    expect(sqlLines).toHaveLength(1);
+    const statement = sqlLines[0]!;
+    expect(statement).toMatch(/^SELECT .* FROM "public"\."player" AS .* WHERE .*;$/);
+    // Every placeholder the statement uses has its value on its own line, and nothing else is bound.
+    const used = [...new Set([...statement.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])))].sort((a, b) => a - b);
+    expect(used).toEqual(bound.map((_, i) => i + 1));
+    // The sender twice (own account, admin, both through the account rules), then the level claim, as text.
+    expect(bound).toEqual([`--   $1 = ${JSON.stringify(INJECT)}`, `--   $2 = ${JSON.stringify(INJECT)}`, '--   $3 = "3"']);
+    for (const line of sqlLines) {
+      expect(line).not.toContain(INJECT);
+      expect(line).not.toContain('OR 1=1');
+    }
+  });
+
+  it('shows every declared write rule', async () => {
+    const run = await rowgate('explain', '--table', 'account', '--sender', 'alice');
+    expect(run.code).toBe(0);
+    const headers = run.stdout.split('\n').filter((l) => l.startsWith('-- ') && !l.startsWith('--   '));
+    expect(headers).toEqual(['-- visibility (select)', '-- insert check', '-- update filter', '-- update check', '-- delete']);
+    expect(run.stdout).toContain('--   $1 = "alice"');
+    expect(run.stdout.split('\n').filter((l) => !l.startsWith('--')).every((l) => !l.includes('alice'))).toBe(true);
+  });
+
+  it('without a sender binds null', async () => {
+    const run = await rowgate('explain', '--table', 'account');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('--   $1 = null');
+  });
+
+  it('exits 1 for a table that is not listed', async () => {
+    const run = await rowgate('explain', '--table', 'secret');
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('table "secret" is not listed under "tables"');
+  });
+
+  it('exits 2 without --table', async () => {
+    const run = await rowgate('explain');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('explain needs --table T');
+  });
+});
+
+describe.concurrent('usage', () => {
+  it('an unknown command exits 2 with the usage', async () => {
+    const run = await rowgate('frobnicate');
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('unknown command "frobnicate"');
+    expect(run.stderr).toContain('usage: rowgate <command> [options]');
+  });
+
+  it('an unknown option exits 2', async () => {
+    const run = await rowgate('check', '--bogus');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('usage: rowgate');
+  });
+});
