@@ -3,7 +3,8 @@ import type { GraphQLSchema } from 'graphql';
 import type { GraphQLContext } from './context.ts';
 import type { ApiModel, ColumnModel, TableModel } from './model.ts';
 import { SCALARS } from './scalars.ts';
-import type { Resolvers } from '../resolvers/index.ts';
+import { rootField, type Resolvers } from '../resolvers/index.ts';
+import type { LiveEngine, LiveKind } from '../live/index.ts';
 
 type Row = Record<string, unknown>;
 type Text = { Input: string; Output: string };
@@ -42,6 +43,9 @@ interface TableRefs {
   constraint: AnyRef;
   updateColumn: AnyRef;
   mutationResponse: AnyRef;
+  change: AnyRef;
+  streamCursor: AnyRef;
+  streamCursorValue: AnyRef;
   summary: Record<'sum' | 'avg' | 'max' | 'min', AnyRef | null>;
 }
 
@@ -49,7 +53,7 @@ interface TableRefs {
  * The GraphQL schema of the API model, with Hasura's names and shapes (DESIGN §3), so frontends
  * and codegen written for Hasura work unchanged on the operations rowgate supports.
  */
-export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers): GraphQLSchema {
+export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: LiveEngine | null = null): GraphQLSchema {
   const builder = new SchemaBuilder<Types>({ defaultFieldNullability: false }) as unknown as Builder;
   for (const scalar of SCALARS) builder.addScalarType(scalar.name as never, scalar);
 
@@ -64,6 +68,16 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers): GraphQL
       desc_nulls_last: { description: 'in descending order, nulls last' },
     } as const,
   });
+
+  const changeOp = live
+    ? builder.enumType('change_op', {
+        description: 'what happened to a row, as the subscriber sees it',
+        values: { INSERT: { description: 'the row entered the view' }, UPDATE: { description: 'the row changed and stays in view' }, DELETE: { description: 'the row left the view' } } as const,
+      })
+    : null;
+  const cursorOrdering = live
+    ? builder.enumType('cursor_ordering', { description: 'ordering argument of a cursor', values: { ASC: { description: 'ascending ordering of the cursor' }, DESC: { description: 'descending ordering of the cursor' } } as const })
+    : null;
 
   const comparisons = new Map<string, AnyRef>();
   const comparisonFor = (col: ColumnModel): AnyRef => {
@@ -130,6 +144,9 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers): GraphQL
       constraint: insert && constraintValues ? builder.enumType(`${t}_constraint`, { values: constraintValues }) : null,
       updateColumn: insert && constraintValues ? builder.enumType(`${t}_update_column`, { values: updateValues ?? { _PLACEHOLDER: { description: 'no column can be updated' } } }) : null,
       mutationResponse: insert || update || m.policy.delete ? builder.objectRef<Row>(`${t}_mutation_response`) : null,
+      change: live ? builder.objectRef<Row>(`${t}_change`) : null,
+      streamCursor: live && ordered.length ? builder.inputRef<Row>(`${t}_stream_cursor_input`) : null,
+      streamCursorValue: live && ordered.length ? builder.inputRef<Row>(`${t}_stream_cursor_value_input`) : null,
       summary: {
         sum: numeric.length ? builder.objectRef<Row>(`${t}_sum_fields`) : null,
         avg: numeric.length ? builder.objectRef<Row>(`${t}_avg_fields`) : null,
@@ -236,6 +253,27 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers): GraphQL
     r.aggregateOrderBy.implement({
       description: `order by aggregate values of table "${t}"`,
       fields: (f: AnyRef) => ({ count: f.field({ type: orderBy }) }),
+    });
+
+    r.change?.implement({
+      description: `a change to a row of "${t}" that the subscriber may see`,
+      fields: (f: AnyRef) => ({
+        op: f.field({ type: changeOp, resolve: fromParent }),
+        position: f.string({ description: 'opaque and ordered: pass it as `after` to resume after this event', resolve: fromParent }),
+        row: f.field({ type: r.object, nullable: true, description: 'the row after the change (null for DELETE)', resolve: fromParent }),
+        old: f.field({ type: r.object, nullable: true, description: 'the row before the change, as the subscriber last could see it (null for INSERT)', resolve: fromParent }),
+      }),
+    });
+    r.streamCursorValue?.implement({
+      description: `initial value of the column from where the streaming should start`,
+      fields: (f: AnyRef) => Object.fromEntries(cols.filter((c) => c.scalar.ordered && !c.scalar.list).map((c) => [c.name, f.field({ type: c.scalar.name })])),
+    });
+    r.streamCursor?.implement({
+      description: `Streaming cursor of the table "${t}"`,
+      fields: (f: AnyRef) => ({
+        initial_value: f.field({ type: r.streamCursorValue, required: true, description: 'Stream column input with initial value' }),
+        ordering: f.field({ type: cursorOrdering, description: 'cursor ordering' }),
+      }),
     });
 
     const insert = m.policy.insert;
@@ -357,6 +395,51 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers): GraphQL
               });
             }
           }
+        }
+        return fields;
+      },
+    });
+  }
+
+  if (live) {
+    const subscribe = (kind: LiveKind | 'changes' | 'stream', model: TableModel) =>
+      (_parent: unknown, args: Record<string, unknown>, ctx: GraphQLContext, info: Parameters<typeof rootField>[0]) => {
+        const field = rootField(info, args);
+        if (kind === 'changes') return live.subscribeChanges(ctx.caller, model, field);
+        if (kind === 'stream') return live.subscribeStream(ctx.caller, model, field);
+        return live.subscribeLive(ctx.caller, kind, model, field);
+      };
+    const payload = (value: unknown) => value;
+    builder.subscriptionType({
+      fields: (f: AnyRef) => {
+        const fields: Record<string, AnyRef> = {};
+        for (const m of tables) {
+          const r = refsOf(m.name);
+          fields[m.name] = f.field({ type: [r.object], args: listArgs(f, m.name), description: `live query on the table: "${m.name}"`, subscribe: subscribe('list', m), resolve: payload });
+          fields[`${m.name}_aggregate`] = f.field({ type: r.aggregate, args: listArgs(f, m.name), description: `live aggregate on the table: "${m.name}"`, subscribe: subscribe('aggregate', m), resolve: payload });
+          if (m.primaryKey.length) {
+            fields[`${m.name}_by_pk`] = f.field({ type: r.object, nullable: true, args: pkArgs(f, m), description: `live row of the table: "${m.name}" by primary key`, subscribe: subscribe('byPk', m), resolve: payload });
+          }
+          if (r.streamCursor) {
+            fields[`${m.name}_stream`] = f.field({
+              type: [r.object],
+              description: `fetch data from the table in a streaming manner: "${m.name}"`,
+              args: {
+                batch_size: f.arg.int({ required: true, description: 'maximum number of rows returned in a single batch' }),
+                cursor: f.arg({ type: [r.streamCursor], required: { list: true, items: false }, description: 'cursor to stream the results returned by the query' }),
+                where: f.arg({ type: r.boolExp, description: 'filter the rows returned' }),
+              },
+              subscribe: subscribe('stream', m),
+              resolve: payload,
+            });
+          }
+          fields[`${m.name}_changes`] = f.field({
+            type: r.change,
+            description: `one event per committed change of "${m.name}" that the subscriber may see; resume with after`,
+            args: { where: f.arg({ type: r.boolExp, description: 'filter the changed rows (old and new images)' }), after: f.arg.string({ description: 'resume after this position' }) },
+            subscribe: subscribe('changes', m),
+            resolve: payload,
+          });
         }
         return fields;
       },

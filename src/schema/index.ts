@@ -4,6 +4,7 @@ import type { Catalog, Sql } from '../db/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import { createResolvers } from '../resolvers/index.ts';
 import { buildGraphQLSchema } from './build.ts';
+import { LiveEngine, type ChangeSource } from '../live/index.ts';
 import { buildModel, type ApiModel } from './model.ts';
 
 export type { GraphQLContext } from './context.ts';
@@ -15,10 +16,24 @@ export interface SchemaOptions {
   catalog: Catalog;
   rules: CompiledRules;
   sql: Sql;
+  /** The change feed; without it the schema has no Subscription type. */
+  changes?: ChangeSource | null;
+}
+
+export interface BuiltSchema {
+  schema: GraphQLSchema;
+  /** The live engine behind the subscriptions, when there is a change feed. */
+  live: LiveEngine | null;
 }
 
 /** The GraphQL schema for a config: only listed tables, only declared mutations, Hasura's names. */
 export function buildSchema(opts: SchemaOptions): GraphQLSchema {
+  return buildApi(opts).schema;
+}
+
+/** As buildSchema, with the live engine serving its subscriptions (when `changes` is given). */
+export function buildApi(opts: SchemaOptions): BuiltSchema {
   const api: ApiModel = buildModel(opts.config, opts.catalog, opts.rules);
-  return buildGraphQLSchema(api, createResolvers(api, opts.sql));
+  const live = opts.changes ? new LiveEngine(api, opts.sql, opts.changes) : null;
+  return { schema: buildGraphQLSchema(api, createResolvers(api, opts.sql), live), live };
 }

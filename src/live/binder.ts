@@ -1,0 +1,37 @@
+import { sql, type SQL } from 'pg-sql2';
+import type { Binder } from '../rules/index.ts';
+
+/**
+ * The subscriber relation of a multiplexed statement: `unnest(…) AS <SUBSCRIBERS>(sid, h, p1 … pn)`.
+ * Every subscription's SQL is compiled with its values as columns of this one alias, so the
+ * compiled text is the same for every subscription of the same shape and only the values differ.
+ */
+export const SUBSCRIBERS = Symbol('subscribers');
+
+/** Collects a subscription's values in order, handing out `SUBSCRIBERS.p<n>` in their place. */
+export class ColumnBinder implements Binder {
+  readonly values: (string | null)[] = [];
+
+  text(value: string | null): SQL {
+    this.values.push(value);
+    return sql.identifier(SUBSCRIBERS, `p${this.values.length}`);
+  }
+
+  textArray(values: (string | null)[]): SQL {
+    // Arrays of different lengths cannot share a text[][] column: carry them as JSON text.
+    this.values.push(JSON.stringify(values));
+    return sql`ARRAY(SELECT jsonb_array_elements_text(${sql.identifier(SUBSCRIBERS, `p${this.values.length}`)}::jsonb))`;
+  }
+}
+
+export interface BatchRow {
+  sid: string;
+  values: (string | null)[];
+}
+
+/** `unnest($1::text[], …) AS SUBSCRIBERS(sid, p1 …)`, with `extra` named columns after sid. */
+export function subscriberRelation(rows: BatchRow[], width: number, extra: Record<string, (string | null)[]> = {}): SQL {
+  const names = ['sid', ...Object.keys(extra), ...Array.from({ length: width }, (_, i) => `p${i + 1}`)];
+  const columns = [rows.map((r) => r.sid), ...Object.values(extra), ...Array.from({ length: width }, (_, i) => rows.map((r) => r.values[i] ?? null))];
+  return sql`unnest(${sql.join(columns.map((c) => sql`${sql.value(c)}::text[]`), ', ')}) AS ${sql.identifier(SUBSCRIBERS)}(${sql.join(names.map((n) => sql.identifier(n)), ', ')})`;
+}

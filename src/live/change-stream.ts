@@ -1,0 +1,116 @@
+import { sql, type SQL } from 'pg-sql2';
+import { runSql, type Sql } from '../db/index.ts';
+import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
+import { BATCH } from './live-query.ts';
+import type { Change } from './source.ts';
+
+/** One `t_changes` subscriber. */
+export interface ChangeSubscriber {
+  sid: string;
+  values: (string | null)[];
+  /** Position of the last change considered for this subscriber (sent or not). */
+  cursor: string;
+  /** While it catches up from the log, live deliveries wait here. */
+  backlog: Change[] | null;
+  /** Response keys of the event's fields, to build the event object the way it was asked for. */
+  fields: { key: string; name: string }[];
+  push(event: Record<string, unknown>): void;
+  fail(error: unknown): void;
+}
+
+/**
+ * A multiplexed change stream: subscribers of the same table whose filters and selections compile
+ * to the same SQL share one statement that decides, for every (subscriber, change) pair, whether
+ * the new and the old image are visible to it and match its `where`.
+ */
+export interface ChangeShape {
+  key: string;
+  table: string;
+  schema: string;
+  /** Visibility AND where, on IMAGE_NEW (resp. IMAGE_OLD). */
+  newMatch: SQL;
+  oldMatch: SQL;
+  /** JSON object keyed by the response keys of the `row { … }` (resp. `old { … }`) fields. */
+  newJson: SQL;
+  oldJson: SQL;
+  width: number;
+  subscribers: Map<string, ChangeSubscriber>;
+}
+
+type Op = 'INSERT' | 'UPDATE' | 'DELETE';
+
+/** The new and the old image of a change, as rows of the table (jsonb_populate_record). */
+export const IMAGE_NEW = Symbol('new_image');
+export const IMAGE_OLD = Symbol('old_image');
+
+/**
+ * What a subscriber receives for one change, from whether it may see the new (n) and the old (o)
+ * image: an update that moves a row out of its view is a DELETE, one that moves a row in an INSERT.
+ */
+export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
+  if (op === 'INSERT') return n ? 'INSERT' : null;
+  if (op === 'DELETE') return o ? 'DELETE' : null;
+  if (n && o) return 'UPDATE';
+  if (n) return 'INSERT';
+  return o ? 'DELETE' : null;
+}
+
+const CHANGES_PER_STATEMENT = 500;
+
+export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], count: () => void): Promise<void> {
+  const mine = changes.filter((c) => c.table === shape.table);
+  for (let i = 0; i < subs.length; i += BATCH) {
+    const chunk = subs.slice(i, i + BATCH);
+    for (let j = 0; j < mine.length; j += CHANGES_PER_STATEMENT) {
+      const part = mine.slice(j, j + CHANGES_PER_STATEMENT);
+      try {
+        await run(db, shape, chunk, part, count);
+      } catch (err) {
+        for (const sub of chunk) sub.fail(err);
+        return;
+      }
+    }
+  }
+  const last = changes.at(-1)?.position;
+  if (last) for (const sub of subs) sub.cursor = last;
+}
+
+async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], count: () => void): Promise<void> {
+  const s = SUBSCRIBERS;
+  const table = sql.identifier(shape.schema, shape.table);
+  const side = (column: string, row: symbol, match: SQL, json: SQL) =>
+    sql`(SELECT coalesce(${match}, false) AS ok, ${json}::text AS j
+           FROM jsonb_populate_record(NULL::${table}, c.${sql.identifier(column)}::jsonb) AS ${sql.identifier(row)}
+          WHERE c.${sql.identifier(column)} IS NOT NULL)`;
+  count();
+  const rows = await runSql<{ sid: string; i: number; n: boolean | null; o: boolean | null; nj: string | null; oj: string | null }>(
+    db,
+    sql`SELECT ${sql.identifier(s, 'sid')} AS sid, c.i::int AS i, nn.ok AS n, oo.ok AS o,
+               CASE WHEN nn.ok THEN nn.j END AS nj, CASE WHEN oo.ok THEN oo.j END AS oj
+          FROM ${subscriberRelation(chunk, shape.width)}
+          CROSS JOIN unnest(${sql.value(part.map((c) => (c.new ? JSON.stringify(c.new) : null)))}::text[],
+                            ${sql.value(part.map((c) => (c.old ? JSON.stringify(c.old) : null)))}::text[]) WITH ORDINALITY AS c(n, o, i)
+          LEFT JOIN LATERAL ${side('n', IMAGE_NEW, shape.newMatch, shape.newJson)} AS nn ON true
+          LEFT JOIN LATERAL ${side('o', IMAGE_OLD, shape.oldMatch, shape.oldJson)} AS oo ON true
+         WHERE nn.ok OR oo.ok
+         ORDER BY c.i`,
+  );
+  const bySid = new Map(chunk.map((c) => [c.sid, c]));
+  for (const row of rows) {
+    const sub = bySid.get(row.sid);
+    const change = part[row.i - 1];
+    if (!sub || !change) continue;
+    const op = eventOp(change.op, row.n === true, row.o === true);
+    if (!op) continue;
+    const rowImages = op === 'DELETE' || !row.nj ? null : (JSON.parse(row.nj) as Record<string, unknown>);
+    const oldImages = op === 'INSERT' || !row.oj ? null : (JSON.parse(row.oj) as Record<string, unknown>);
+    const event: Record<string, unknown> = {};
+    for (const f of sub.fields) {
+      if (f.name === 'op') event[f.key] = op;
+      else if (f.name === 'position') event[f.key] = change.position;
+      else if (f.name === 'row') event[f.key] = rowImages?.[f.key] ?? null;
+      else if (f.name === 'old') event[f.key] = oldImages?.[f.key] ?? null;
+    }
+    sub.push(event);
+  }
+}

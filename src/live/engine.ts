@@ -1,0 +1,254 @@
+import { randomUUID } from 'node:crypto';
+import { GraphQLError } from 'graphql';
+import { Repeater } from 'graphql-yoga';
+import { sql, type SQL } from 'pg-sql2';
+import { compileSql, type Sql } from '../db/index.ts';
+import { aggregateSql, byPkSql, listSql, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
+import { and, type Caller } from '../rules/index.ts';
+import type { ApiModel, TableModel } from '../schema/index.ts';
+import { ColumnBinder } from './binder.ts';
+import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
+import { evaluateLive, type LiveShape, type LiveSubscriber } from './live-query.ts';
+import { comparePositions, type Change, type ChangeSource } from './source.ts';
+import { streamBatches } from './stream.ts';
+import { tablesRead } from './tables.ts';
+
+export type LiveKind = 'list' | 'byPk' | 'aggregate';
+
+export interface LiveStats {
+  /** SQL statements the engine has run (live queries, change streams, streams). */
+  statements: number;
+  subscriptions: number;
+  shapes: number;
+}
+
+/** Runs `task`s one after another; a task queued while one runs starts when it ends. */
+class SerialQueue {
+  private tail: Promise<void> = Promise.resolve();
+  push(task: () => Promise<void>): Promise<void> {
+    const next = this.tail.then(task, task);
+    this.tail = next.catch(() => {});
+    return next;
+  }
+}
+
+interface LiveShapeState extends LiveShape {
+  dirty: boolean;
+  newcomers: Set<LiveSubscriber>;
+  running: boolean;
+}
+
+interface ChangeShapeState extends ChangeShape {
+  queue: SerialQueue;
+}
+
+function subscriptionError(err: unknown): Error {
+  if (err instanceof GraphQLError) return err;
+  const code = (err as { code?: string }).code;
+  if (code === 'POSITION_EXPIRED') return new GraphQLError((err as Error).message, { extensions: { code: 'BAD_USER_INPUT', reason: 'POSITION_EXPIRED' } });
+  if (typeof code === 'string' && code.startsWith('22')) {
+    return new GraphQLError(`a value was rejected by the database (SQLSTATE ${code})`, { extensions: { code: 'BAD_USER_INPUT', sqlstate: code } });
+  }
+  console.error('rowgate live:', err);
+  return new GraphQLError('Internal server error', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+}
+
+/**
+ * The live engine (DESIGN §4 live/): it keeps every subscription, groups them by operation shape,
+ * and on each batch of committed changes re-evaluates only the shapes whose tables (including the
+ * tables their rules read) changed, many subscribers per statement.
+ */
+export class LiveEngine {
+  private readonly live = new Map<string, LiveShapeState>();
+  private readonly changeShapes = new Map<string, ChangeShapeState>();
+  private readonly streamWatchers = new Set<{ tables: Set<string>; wake: () => void }>();
+  readonly stats: LiveStats = { statements: 0, subscriptions: 0, shapes: 0 };
+  private readonly count = () => {
+    this.stats.statements++;
+  };
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly api: ApiModel,
+    private readonly db: Sql,
+    private readonly source: ChangeSource,
+  ) {
+    this.unsubscribe = source.onChanges(({ changes }) => this.onChanges(changes));
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  private onChanges(changes: Change[]): void {
+    const tables = new Set(changes.map((c) => c.table));
+    for (const shape of this.live.values()) {
+      if ([...shape.tables].some((t) => tables.has(t))) {
+        shape.dirty = true;
+        this.drain(shape);
+      }
+    }
+    for (const shape of this.changeShapes.values()) {
+      const ready: ChangeSubscriber[] = [];
+      for (const sub of shape.subscribers.values()) {
+        if (sub.backlog) sub.backlog.push(...changes);
+        else ready.push(sub);
+      }
+      if (ready.length && tables.has(shape.table)) void shape.queue.push(() => evaluateChanges(this.db, shape, ready, changes, this.count));
+      else for (const sub of ready) sub.cursor = changes.at(-1)?.position ?? sub.cursor;
+    }
+    for (const watcher of this.streamWatchers) if ([...watcher.tables].some((t) => tables.has(t))) watcher.wake();
+  }
+
+  /** Evaluates a shape until it is clean; results of one shape are produced in commit order. */
+  private drain(shape: LiveShapeState): void {
+    if (shape.running) return;
+    shape.running = true;
+    void (async () => {
+      try {
+        while (shape.dirty || shape.newcomers.size) {
+          const subs = shape.dirty ? [...shape.subscribers.values()] : [...shape.newcomers];
+          shape.dirty = false;
+          shape.newcomers.clear();
+          await evaluateLive(this.db, shape, subs, this.count);
+        }
+      } finally {
+        shape.running = false;
+      }
+    })();
+  }
+
+  /** A live query: the first result at once, then a new one after each commit that changes it. */
+  subscribeLive(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
+    const binder = new ColumnBinder();
+    const scope = scopeFor(this.api, caller, binder);
+    const expr = kind === 'list' ? listSql(scope, model, field) : kind === 'byPk' ? byPkSql(scope, model, field) : aggregateSql(scope, model, field);
+    const { text, values } = compileSql(sql`SELECT ${expr}`);
+    const key = `${text}\u0000${JSON.stringify(values)}`;
+    let shape = this.live.get(key);
+    if (!shape) {
+      shape = { key, expr, width: binder.values.length, tables: tablesRead(this.api, model, field), subscribers: new Map(), dirty: false, newcomers: new Set(), running: false };
+      this.live.set(key, shape);
+      this.stats.shapes++;
+    }
+    const owner = shape;
+    return new Repeater<unknown>(async (push, stop) => {
+      const sub: LiveSubscriber = {
+        sid: randomUUID(),
+        values: binder.values,
+        hash: null,
+        push: (result) => void push(result),
+        fail: (err) => stop(subscriptionError(err)),
+      };
+      owner.subscribers.set(sub.sid, sub);
+      owner.newcomers.add(sub);
+      this.stats.subscriptions++;
+      this.drain(owner);
+      await stop;
+      owner.subscribers.delete(sub.sid);
+      owner.newcomers.delete(sub);
+      this.stats.subscriptions--;
+      if (owner.subscribers.size === 0 && this.live.get(key) === owner) {
+        this.live.delete(key);
+        this.stats.shapes--;
+      }
+    });
+  }
+
+  /**
+   * `t_changes`: one event per visible change from `after` (or from now). Catching up reads the
+   * change log; live deliveries that arrive meanwhile wait in a backlog and are applied after it,
+   * skipping what the catch-up already covered, so nothing is lost or sent twice.
+   */
+  subscribeChanges(caller: Caller, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
+    const binder = new ColumnBinder();
+    const scope = scopeFor(this.api, caller, binder);
+    const where = field.args['where'] as Record<string, unknown> | undefined;
+    const after = field.args['after'] as string | null | undefined;
+    if (after !== undefined && after !== null && !/^\d{1,19}$/.test(after)) throw new GraphQLError('after must be a position received from this stream', { extensions: { code: 'BAD_USER_INPUT' } });
+    const images = (name: string) => field.children.filter((c) => c.name === name);
+    const jsonOf = (name: string, row: symbol): SQL => {
+      const pairs = images(name).flatMap((c) => [sql.literal(c.key), rowJson(scope, model, row, c.children)]);
+      return pairs.length ? sql`json_build_object(${sql.join(pairs, ', ')})` : sql`'{}'::json`;
+    };
+    const match = (row: symbol) => and([this.visibleFor(scope, model, row), whereSql(scope, model, row, where)]);
+    // Rendered once, in this order, so every subscriber's values line up with the same columns.
+    const parts = { newMatch: match(IMAGE_NEW), newJson: jsonOf('row', IMAGE_NEW), oldMatch: match(IMAGE_OLD), oldJson: jsonOf('old', IMAGE_OLD) };
+    const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson}`);
+    const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
+    let shape = this.changeShapes.get(key);
+    if (!shape) {
+      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, subscribers: new Map(), queue: new SerialQueue() };
+      this.changeShapes.set(key, shape);
+      this.stats.shapes++;
+    }
+    const owner = shape;
+    const mine = binder.values.slice();
+    return new Repeater<unknown>(async (push, stop) => {
+      const sub: ChangeSubscriber = {
+        sid: randomUUID(),
+        values: mine,
+        cursor: after ?? this.source.head(),
+        backlog: after ? [] : null,
+        fields: field.children.map((c) => ({ key: c.key, name: c.name })),
+        push: (event) => void push(event),
+        fail: (err) => stop(subscriptionError(err)),
+      };
+      owner.subscribers.set(sub.sid, sub);
+      this.stats.subscriptions++;
+      if (sub.backlog) void owner.queue.push(() => this.catchUp(owner, sub).catch((err: unknown) => sub.fail(err)));
+      await stop;
+      owner.subscribers.delete(sub.sid);
+      this.stats.subscriptions--;
+      if (owner.subscribers.size === 0 && this.changeShapes.get(key) === owner) {
+        this.changeShapes.delete(key);
+        this.stats.shapes--;
+      }
+    });
+  }
+
+  private async catchUp(shape: ChangeShapeState, sub: ChangeSubscriber): Promise<void> {
+    for (;;) {
+      const changes = await this.source.readAfter(sub.cursor, 1000);
+      if (changes.length === 0) break;
+      await evaluateChanges(this.db, shape, [sub], changes, this.count);
+    }
+    // Deliveries that arrived meanwhile: whatever the log read already covered is skipped.
+    while (sub.backlog && sub.backlog.length) {
+      const pending = sub.backlog.filter((c) => comparePositions(c.position, sub.cursor) > 0);
+      sub.backlog = [];
+      if (pending.length) await evaluateChanges(this.db, shape, [sub], pending, this.count);
+    }
+    sub.backlog = null;
+  }
+
+  private visibleFor(scope: ReturnType<typeof scopeFor>, model: TableModel, row: symbol): SQL {
+    return scope.params ? this.api.rules.visibility(model.name, row, scope.params) : sql.true;
+  }
+
+  /** `t_stream`: batches of rows past a cursor, in cursor order, then new rows as they commit. */
+  subscribeStream(caller: Caller, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
+    const tables = tablesRead(this.api, model, field);
+    return new Repeater<unknown>(async (push, stop) => {
+      let wake: () => void = () => {};
+      const watcher = { tables, wake: () => wake() };
+      this.streamWatchers.add(watcher);
+      this.stats.subscriptions++;
+      let stopped = false;
+      void stop.then(() => {
+        stopped = true;
+        wake();
+      });
+      try {
+        for await (const batch of streamBatches(this.db, this.api, caller, model, field, () => new Promise<void>((resolve) => (wake = resolve)), () => stopped, this.count)) {
+          await push(batch);
+        }
+      } catch (err) {
+        stop(subscriptionError(err));
+      } finally {
+        this.streamWatchers.delete(watcher);
+        this.stats.subscriptions--;
+      }
+    });
+  }
+}

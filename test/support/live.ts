@@ -1,0 +1,82 @@
+import { parse, subscribe, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { afterAll } from 'vitest';
+import { parseConfig } from '../../src/config/index.ts';
+import { installCapture, startChangeFeed, type ChangeFeed } from '../../src/db/changes/index.ts';
+import type { Caller } from '../../src/rules/index.ts';
+import { buildApi } from '../../src/schema/index.ts';
+import type { LiveEngine } from '../../src/live/index.ts';
+import type { TestDatabase } from './db.ts';
+import { compile } from './rules.ts';
+
+export interface LiveHarness {
+  schema: GraphQLSchema;
+  live: LiveEngine;
+  feed: ChangeFeed;
+  /** Subscribes in-process (no transport) as `sender` (or the admin). */
+  open(sender: string | 'admin', query: string, variables?: Record<string, unknown>): Promise<Subscription>;
+}
+
+export interface Subscription {
+  /** The next payload, or a failure after `ms`. */
+  next(ms?: number): Promise<ExecutionResult>;
+  /** Resolves true if nothing arrives within `ms` (used after a sentinel write, never as a sleep). */
+  close(): Promise<void>;
+  /** Payloads received and not yet taken. */
+  pending(): number;
+}
+
+export const asCaller = (sender: string | 'admin'): Caller =>
+  sender === 'admin' ? { admin: true, identity: { sender: null, claims: {} } } : { admin: false, identity: { sender, claims: { sub: sender } } };
+
+/** Capture installed on every listed table and every table a rule reads, a feed, and the live schema. */
+export async function startLive(db: TestDatabase, tables: Record<string, unknown>): Promise<LiveHarness> {
+  const rules = await compile(db, tables);
+  const config = parseConfig({ tables }, {});
+  const catalog = await db.catalog();
+  const captured = new Set<string>();
+  for (const t of rules.policies.keys()) for (const r of rules.readsTables(t)) captured.add(r);
+  await installCapture(db.sql, 'public', [...captured]);
+  const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: 'public', retentionHours: 24, pollMs: 100 });
+  const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
+  afterAll(async () => {
+    live!.close();
+    await feed.close();
+  });
+  return {
+    schema,
+    live: live!,
+    feed,
+    async open(sender, query, variables) {
+      const result = await subscribe({ schema, document: parse(query), contextValue: { caller: asCaller(sender) }, variableValues: variables ?? null });
+      if (!(Symbol.asyncIterator in result)) throw new Error(`subscription refused: ${JSON.stringify(result.errors)}`);
+      const iterator = result[Symbol.asyncIterator]();
+      const received: ExecutionResult[] = [];
+      const waiting: ((r: ExecutionResult) => void)[] = [];
+      void (async () => {
+        for (;;) {
+          const step = await iterator.next();
+          if (step.done) return;
+          const w = waiting.shift();
+          if (w) w(step.value);
+          else received.push(step.value);
+        }
+      })();
+      return {
+        next: (ms = 5000) =>
+          new Promise<ExecutionResult>((resolve, reject) => {
+            const ready = received.shift();
+            if (ready) return resolve(ready);
+            const timer = setTimeout(() => reject(new Error(`no payload within ${ms} ms`)), ms);
+            waiting.push((r) => {
+              clearTimeout(timer);
+              resolve(r);
+            });
+          }),
+        close: async () => {
+          await iterator.return?.();
+        },
+        pending: () => received.length,
+      };
+    },
+  };
+}
