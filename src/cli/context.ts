@@ -14,10 +14,15 @@ export interface Loaded {
  * embedded server), the catalog, and the rules compiled and checked against it.
  * Throws ConfigError or RuleConfigError (with every problem) when something is wrong.
  */
-export async function loadAll(configPath: string = DEFAULT_CONFIG_PATH, options: { handleSignals?: boolean } = {}): Promise<Loaded> {
+export async function loadAll(
+  configPath: string = DEFAULT_CONFIG_PATH,
+  options: { handleSignals?: boolean; prepare?: (db: Database, config: Config) => Promise<void> } = {},
+): Promise<Loaded> {
   const config = await loadConfig(configPath);
-  const db = await openDatabase(config.database.url, options);
+  const db = await openDatabase(config.database.url, { ...(options.handleSignals === undefined ? {} : { handleSignals: options.handleSignals }) });
   try {
+    // The demo creates its tables here, before the catalog is read.
+    await options.prepare?.(db, config);
     await loadParser();
     const catalog = await readCatalog(db.sql, config.database.schema);
     const rules = compileRules(config, catalog);

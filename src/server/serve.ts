@@ -1,7 +1,11 @@
 import { printSchema } from 'graphql';
 import { loadAll } from '../cli/context.ts';
 import { loadConfig } from '../config/index.ts';
-import { buildSchema } from '../schema/index.ts';
+import { buildApi, buildSchema } from '../schema/index.ts';
+import { capturedTables } from '../cli/capture.ts';
+import { installCapture, startChangeFeed } from '../db/changes/index.ts';
+import type { Database } from '../db/index.ts';
+import type { Config } from '../config/index.ts';
 import { createAuthenticator } from './auth.ts';
 import { createGateway } from './http.ts';
 import { signToken } from './token.ts';
@@ -16,6 +20,10 @@ export interface ServeOptions {
   /** Resolves when the gateway should stop; defaults to the first SIGINT or SIGTERM. */
   stopSignal?: Promise<unknown>;
   log?: (line: string) => void;
+  /** Runs on the open database before the catalog is read (the demo creates its tables here). */
+  prepare?: (db: Database, config: Config) => Promise<void>;
+  /** Runs once the gateway listens (the demo prints tokens here). */
+  onListening?: (url: string, config: Config) => Promise<void>;
 }
 
 /** The port: `--port`, else the PORT environment variable, else 4000. */
@@ -36,16 +44,26 @@ export async function serve(options: ServeOptions): Promise<number> {
   // Listen for signals before anything starts, so the embedded server is never orphaned.
   const signals = options.stopSignal === undefined ? shutdownSignals() : null;
   const stop = signals?.received ?? options.stopSignal;
-  const { config, db, catalog, rules } = await loadAll(options.configPath, { handleSignals: false });
+  const { config, db, catalog, rules } = await loadAll(options.configPath, { handleSignals: false, ...(options.prepare ? { prepare: options.prepare } : {}) });
   signals?.takeOver();
   try {
-    const schema = buildSchema({ config, catalog, rules, sql: db.sql });
-    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth) });
-    const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
-    log(`rowgate: serving ${url}`);
-    await stop;
-    log('rowgate: shutting down');
-    await gateway.close();
+    // Capture changes of every listed table and every table a rule reads, then follow the log.
+    const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
+    await installCapture(db.sql, config.database.schema, tables);
+    const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
+    const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
+    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()] });
+    try {
+      const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+      log(`rowgate: serving ${url}`);
+      await options.onListening?.(url, config);
+      await stop;
+      log('rowgate: shutting down');
+      await gateway.close();
+    } finally {
+      live?.close();
+      await feed.close();
+    }
     return 0;
   } finally {
     await db.close();

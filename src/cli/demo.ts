@@ -1,0 +1,40 @@
+import { fileURLToPath } from 'node:url';
+import { resolvePort, serve } from '../server/serve.ts';
+import { signToken } from '../server/token.ts';
+
+const CONFIG = fileURLToPath(new URL('../../demo/rowgate.config.json', import.meta.url));
+const SCHEMA = fileURLToPath(new URL('../../demo/schema.sql', import.meta.url));
+
+/**
+ * `npm start`: the demo on a fresh machine. The embedded PostgreSQL (or DATABASE_URL), the demo
+ * tables and data created on first run, the gateway on port 4000, and tokens to try it with.
+ */
+export function demo(port: string | undefined, host: string | undefined): Promise<number> {
+  return serve({
+    configPath: CONFIG,
+    port: resolvePort(port),
+    ...(host ? { host } : {}),
+    prepare: async (db) => {
+      const [row] = await db.sql<{ present: boolean }[]>`SELECT to_regclass('public.document') IS NOT NULL AS present`;
+      if (!row?.present) await db.sql.file(SCHEMA);
+    },
+    onListening: async (url, config) => {
+      const token = (sender: string) => signToken(config, { sender, expires: '24h' });
+      const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map(token));
+      const query = JSON.stringify({ query: '{ account { name players { level } } document { title author } }' });
+      console.log(`
+rowgate demo: ${url}  (open it in a browser for GraphiQL)
+
+tokens, valid 24 h (header "Authorization: Bearer <token>"):
+  alice  ${alice}
+  bob    ${bob}
+  carol  ${carol}   (in the admin table: sees every account)
+admin secret, bypasses every rule: header "x-rowgate-admin-secret: ${config.auth.adminSecret}"
+
+try:
+  curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${alice}' \\
+    -d '${query}'
+`);
+    },
+  });
+}
