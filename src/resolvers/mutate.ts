@@ -80,7 +80,7 @@ export async function insertRows(
   const policy = model.policy.insert;
   if (!policy) throw forbidden(`inserting into "${model.name}" is not allowed`);
   if (objects.length === 0) return { affected_rows: 0, returning: [] };
-  const presets = caller.admin ? {} : policy.set;
+  const presets = policy.set;
   const names = new Set<string>(Object.keys(presets));
   for (const object of objects) {
     if (!caller.admin) ensureColumns(model, object, policy.columns, 'inserted');
@@ -143,7 +143,7 @@ export async function updateRows(
 ): Promise<MutationResult> {
   const policy = model.policy.update;
   if (!policy) throw forbidden(`updating "${model.name}" is not allowed`);
-  const presets = caller.admin ? {} : policy.set;
+  const presets = policy.set;
   if (!caller.admin) {
     ensureColumns(model, set ?? {}, policy.columns, 'updated');
     ensureColumns(model, inc ?? {}, policy.columns, 'updated');
