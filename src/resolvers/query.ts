@@ -2,7 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
 import type { Relationship, TableModel } from '../schema/model.ts';
 import { orderTerms } from './order.ts';
-import { badInput, bindValue, column, joinCondition, tableModel, tableRef, visible, type Scope } from './scope.ts';
+import { badInput, bindValue, column, joinCondition, tableModel, tableRef, visible, visibleRows, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
@@ -60,7 +60,10 @@ function rowsSource(scope: Scope, model: TableModel, args: Record<string, unknow
   const inner = Symbol(model.name);
   const limit = count(args['limit'], 'limit', scope.api.maxRows) ?? scope.api.maxRows;
   const offset = count(args['offset'], 'offset', Number.MAX_SAFE_INTEGER);
-  const where = and([visible(scope, model.name, inner), whereSql(scope, model, inner, args['where'] as Record<string, unknown> | undefined), extra ? extra(inner) : sql.true]);
+  const filter = (a: Alias) => whereSql(scope, model, a, args['where'] as Record<string, unknown> | undefined);
+  // A nested list is reached through its foreign key (an index lookup per parent) and checks each
+  // row's visibility as one condition; a top-level list lets each rule find its rows (visibleRows).
+  const where = extra ? and([visible(scope, model.name, inner), filter(inner), extra(inner)]) : visibleRows(scope, model, inner, filter);
   const order = orderTerms(scope, model, inner, args['order_by']);
   const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
   const offsetSql = offset ? sql` OFFSET ${sql.literal(offset)}` : sql.blank;

@@ -30,6 +30,25 @@ export function visible(scope: Scope, table: string, alias: Alias): SQL {
   return scope.params ? scope.api.rules.visibility(table, alias, scope.params) : sql.true;
 }
 
+/**
+ * Visibility for a top-level read of a table with several select rules: the row must be among the
+ * rows each rule finds on its own (a UNION of ctids). Written as one OR, "own row OR the caller is
+ * an admin" or "author OR member of the group" cannot use an index, and PostgreSQL scans the whole
+ * table for every caller; as a UNION each rule is planned alone (an index lookup, or a check of
+ * the admin table evaluated once). `filter` (the caller's `where`) is applied inside each branch.
+ */
+export function visibleRows(scope: Scope, model: TableModel, alias: Alias, filter: (alias: Alias) => SQL): SQL {
+  const rules = model.policy.select;
+  const params = scope.params;
+  if (!params || rules === 'public' || rules.length < 2 || model.table.kind === 'view') return and([visible(scope, model.name, alias), filter(alias)]);
+  const branches = rules.map(({ rule }) => {
+    const row = Symbol(model.name);
+    const where = and([scope.api.rules.rule(model.name, rule, row, params), filter(row)]);
+    return sql`SELECT ${sql.identifier(row, 'ctid')} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(row)} WHERE ${where}`;
+  });
+  return sql`${sql.identifier(alias, 'ctid')} = ANY(ARRAY(${sql.join(branches, ' UNION ')}))`;
+}
+
 /** `a.x = b.y AND …` for a relationship from `from` (alias of the source) to `to` (alias of the target). */
 export function joinCondition(rel: Relationship, from: Alias, to: Alias): SQL {
   return and(rel.on.map(([mine, theirs]) => sql`${sql.identifier(from, mine)} = ${sql.identifier(to, theirs)}`));
