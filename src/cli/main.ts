@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH } from '../config/index.ts';
 import { RuleConfigError } from '../rules/index.ts';
+import { capture } from './capture.ts';
+import { demo } from './demo.ts';
 import { check } from './check.ts';
 import { explain } from './explain.ts';
 import { printSdl, printToken, resolvePort, serve } from '../server/serve.ts';
@@ -15,6 +17,9 @@ const USAGE = `usage: rowgate <command> [options]
   check    [--config F]                                   validate every rule against the database
   explain  --table T [--sender S] [--claims JSON] [--config F]
                                                           print T's compiled visibility and write checks
+  demo     [--port N] [--host H]                          the demo (npm start): embedded PostgreSQL, demo data, tokens
+  capture  [--drop] [--config F]                          install change capture (triggers and change log) on every
+                                                          listed table and every table the rules read; --drop removes it
 `;
 
 type Command = (values: Record<string, string | boolean | undefined>) => Promise<number>;
@@ -56,6 +61,14 @@ const commands: Record<string, { options: Record<string, { type: 'string' | 'boo
       if (!table) throw new UsageError('explain needs --table T');
       return explain(str(v['config']) ?? DEFAULT_CONFIG_PATH, table, str(v['sender']) ?? null, str(v['claims']));
     },
+  },
+  demo: {
+    options: { port: { type: 'string' }, host: { type: 'string' } },
+    run: (v) => demo(str(v['port']), str(v['host'])),
+  },
+  capture: {
+    options: { config: { type: 'string' }, drop: { type: 'boolean' } },
+    run: (v) => capture(str(v['config']) ?? DEFAULT_CONFIG_PATH, v['drop'] === true),
   },
 };
 

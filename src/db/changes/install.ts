@@ -1,0 +1,147 @@
+import { sql } from 'pg-sql2';
+import type { Sql } from '../connect.ts';
+import { runSql } from '../run.ts';
+import { ChangeError } from './errors.ts';
+import { CAPTURE_SCHEMA, createTrigger, FUNCTIONS, INSTALL_LOCK, LOCK_CLASS, TABLE_DDL, TRIGGER_PREFIX, TRIGGERS, type TriggerSpec } from './schema.ts';
+
+export interface CaptureReport {
+  /** Tables whose triggers were created or replaced. */
+  installed: string[];
+  /** Tables whose triggers were already as wanted. */
+  unchanged: string[];
+  /** Tables no longer listed, whose triggers were dropped. */
+  removed: string[];
+}
+
+interface ExistingTrigger {
+  table: string;
+  name: string;
+  type: number;
+  fn: string;
+  enabled: string;
+  old_table: string | null;
+  new_table: string | null;
+  args: Buffer;
+}
+
+/**
+ * Installs change capture for `tables` of `schema`: the `rowgate` schema, its change log and
+ * functions, and the capture triggers on each table. Idempotent: what is already as wanted is not
+ * touched (no lock is taken on a user table whose triggers are right), and tables that are not
+ * listed any more lose their triggers. One transaction, serialized against concurrent installs.
+ */
+export async function installCapture(db: Sql, schema: string, tables: string[]): Promise<CaptureReport> {
+  const wanted = [...new Set(tables)].sort();
+  return db.begin(async (tx) => {
+    const run = (query: Parameters<typeof runSql>[1]) => runSql(tx as unknown as Sql, query);
+    await run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(INSTALL_LOCK))}::text::int4)`);
+    for (const ddl of TABLE_DDL) await run(ddl);
+
+    const functions = await run(sql`
+      SELECT p.proname AS name, p.prosrc AS body
+        FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+       WHERE n.nspname = ${sql.value(CAPTURE_SCHEMA)}`);
+    const bodies = new Map(functions.map((f) => [String(f['name']), String(f['body'])]));
+    for (const fn of FUNCTIONS) if (bodies.get(fn.name) !== fn.body) await run(fn.create);
+
+    const relations = await run(sql`
+      SELECT c.relname AS table, c.relkind AS kind,
+             ARRAY(SELECT a.attname::text
+                     FROM pg_index AS i
+                     CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                    WHERE i.indrelid = c.oid AND i.indisprimary
+                    ORDER BY k.ord) AS pk
+        FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+       WHERE n.nspname = ${sql.value(schema)}
+         AND c.relname IN (SELECT jsonb_array_elements_text(${sql.value(JSON.stringify(wanted))}::text::jsonb))`);
+    const byName = new Map(relations.map((r) => [String(r['table']), r]));
+    for (const table of wanted) {
+      const rel = byName.get(table);
+      if (!rel) throw new ChangeError('NOT_A_TABLE', `cannot capture changes of "${schema}.${table}": no such table`);
+      // Views have no rows of their own (capture their base tables); foreign tables lack transition tables.
+      if (rel['kind'] !== 'r' && rel['kind'] !== 'p') {
+        throw new ChangeError('NOT_A_TABLE', `cannot capture changes of "${schema}.${table}": it is not a table (relkind ${String(rel['kind'])}); capture the tables it reads instead`);
+      }
+    }
+
+    // Partition clones (tgparentid <> 0) follow their parent's trigger and are not ours to manage.
+    const existing = (await run(sql`
+      SELECT c.relname AS table, t.tgname AS name, t.tgtype::int AS type, p.proname AS fn, t.tgenabled AS enabled,
+             t.tgoldtable AS old_table, t.tgnewtable AS new_table, t.tgargs AS args
+        FROM pg_trigger AS t
+        JOIN pg_class AS c ON c.oid = t.tgrelid
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+        JOIN pg_proc AS p ON p.oid = t.tgfoid
+       WHERE n.nspname = ${sql.value(schema)} AND starts_with(t.tgname::text, ${sql.value(TRIGGER_PREFIX)}) AND t.tgparentid = 0`)) as unknown as ExistingTrigger[];
+
+    const report: CaptureReport = { installed: [], unchanged: [], removed: [] };
+    for (const table of wanted) {
+      const pk = (byName.get(table)?.['pk'] as string[] | undefined) ?? [];
+      const args = [table, ...pk];
+      const mine = existing.filter((t) => t.table === table);
+      const same = mine.length === TRIGGERS.length && TRIGGERS.every((spec) => mine.some((t) => matches(t, spec, args)));
+      if (same) {
+        report.unchanged.push(table);
+        continue;
+      }
+      for (const t of mine) await run(sql`DROP TRIGGER ${sql.identifier(t.name)} ON ${sql.identifier(schema, table)}`);
+      for (const spec of TRIGGERS) await run(createTrigger(spec, schema, table, args));
+      report.installed.push(table);
+    }
+    const listed = new Set(wanted);
+    for (const t of existing) {
+      if (listed.has(t.table)) continue;
+      await run(sql`DROP TRIGGER ${sql.identifier(t.name)} ON ${sql.identifier(schema, t.table)}`);
+      if (!report.removed.includes(t.table)) report.removed.push(t.table);
+    }
+    report.removed.sort();
+    return report;
+  });
+}
+
+function matches(t: ExistingTrigger, spec: TriggerSpec, args: string[]): boolean {
+  return (
+    t.name === spec.name &&
+    t.type === spec.type &&
+    t.fn === spec.fn &&
+    t.enabled === 'O' &&
+    t.old_table === spec.oldTable &&
+    t.new_table === spec.newTable &&
+    sameList(decodeArgs(t.args), args)
+  );
+}
+
+/** `pg_trigger.tgargs`: each argument followed by a NUL byte. */
+function decodeArgs(raw: Buffer): string[] {
+  const text = raw.toString('utf8');
+  return text === '' ? [] : text.slice(0, -1).split('\0');
+}
+
+function sameList(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Removes change capture: the triggers on the tables of `schema`, then the `rowgate` schema with
+ * the change log and the functions (CASCADE also drops capture triggers left in other schemas).
+ */
+export async function removeCapture(db: Sql, schema: string): Promise<{ removed: string[] }> {
+  return db.begin(async (tx) => {
+    const run = (query: Parameters<typeof runSql>[1]) => runSql(tx as unknown as Sql, query);
+    await run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(INSTALL_LOCK))}::text::int4)`);
+    const triggers = await run(sql`
+      SELECT c.relname AS table, t.tgname AS name
+        FROM pg_trigger AS t
+        JOIN pg_class AS c ON c.oid = t.tgrelid
+        JOIN pg_namespace AS n ON n.oid = c.relnamespace
+       WHERE n.nspname = ${sql.value(schema)} AND starts_with(t.tgname::text, ${sql.value(TRIGGER_PREFIX)}) AND t.tgparentid = 0`);
+    const removed = new Set<string>();
+    for (const t of triggers) {
+      await run(sql`DROP TRIGGER ${sql.identifier(String(t['name']))} ON ${sql.identifier(schema, String(t['table']))}`);
+      removed.add(String(t['table']));
+    }
+    await run(sql`DROP SCHEMA IF EXISTS rowgate CASCADE`);
+    return { removed: [...removed].sort() };
+  });
+}
