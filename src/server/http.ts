@@ -7,7 +7,8 @@ import type { Sql } from '../db/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
-import { createMaskError, useCaller, useErrorCodes, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
+import { createMaskError, logInternalError, useCaller, useErrorCodes, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
+import { createWebSocketTransport } from './ws.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -35,13 +36,27 @@ export interface GatewayOptions {
   shutdownGraceMs?: number;
 }
 
+/** Open long-lived connections, for benchmarks and monitoring. */
+export interface TransportStats {
+  /** Open graphql-ws sockets. */
+  sockets: number;
+  /** Subscription operations running on those sockets. */
+  subscriptions: number;
+  /** Open SSE responses (one subscription each). */
+  sseStreams: number;
+}
+
 export interface Gateway {
   server: Server;
   /** The yoga instance; a WebSocket transport runs operations through `yoga.getEnveloped`. */
   yoga: Yoga;
   listen(port: number, host?: string): Promise<{ url: string }>;
-  /** Stops accepting, lets in-flight requests finish (up to the grace period), disposes yoga. */
+  /**
+   * Stops accepting, closes every WebSocket with 1001 and ends every SSE stream, lets in-flight
+   * requests finish (up to the grace period), disposes yoga.
+   */
   close(): Promise<void>;
+  stats(): TransportStats;
 }
 
 /**
@@ -53,6 +68,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const { config, schema, sql, authenticator } = options;
   const allowedOrigins = config.auth.allowedOrigins;
   const maxBodyBytes = config.limits.maxBodyBytes;
+  const maskError = createMaskError(options.logInternalError);
 
   const yoga: Yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
@@ -61,7 +77,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     graphiql: { title: 'rowgate' },
     // Keep yoga's own logging quiet; internal errors are reported by maskError.
     logging: false,
-    maskedErrors: { maskError: createMaskError(options.logInternalError) },
+    maskedErrors: { maskError },
     cors: (request) => {
       const origin = request.headers.get('origin');
       // Disallowed origins never get here (403 below); echo the allowed one.
@@ -72,6 +88,20 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   const ready = readiness(sql, options.readiness ?? []);
+  const graceMs = options.shutdownGraceMs ?? 10_000;
+
+  const webSockets = createWebSocketTransport({
+    yoga,
+    authenticator,
+    allowedOrigins,
+    maxSubscriptionsPerSocket: config.limits.maxSubscriptionsPerSocket,
+    maxPayloadBytes: maxBodyBytes,
+    maskError,
+    logInternalError: options.logInternalError ?? logInternalError,
+    path: GRAPHQL_PATH,
+  });
+  /** SSE responses in flight: they never finish on their own, so close() ends them. */
+  const streams = new Set<ServerResponse>();
 
   const server = createServer((req, res) => {
     void route(req, res).catch((err: unknown) => {
@@ -80,6 +110,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       else res.destroy();
     });
   });
+  server.on('upgrade', webSockets.handleUpgrade);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
@@ -103,10 +134,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       // yoga (through @whatwg-node/server) reads an already-consumed body from `req.body`.
       (req as IncomingMessage & { body?: Buffer }).body = body;
     }
+    // One SSE request is one operation; a client that goes away aborts it and yoga returns its iterator.
+    if (req.headers.accept?.includes('text/event-stream')) {
+      streams.add(res);
+      res.once('close', () => streams.delete(res));
+    }
     await yoga.handle(req, res, { req, res });
   }
 
-  const graceMs = options.shutdownGraceMs ?? 10_000;
   let closing: Promise<void> | null = null;
 
   return {
@@ -122,13 +157,17 @@ export function createGateway(options: GatewayOptions): Gateway {
           resolve({ url: `http://${shownHost}:${address.port}${GRAPHQL_PATH}` });
         });
       }),
+    stats: () => ({ ...webSockets.stats(), sseStreams: streams.size }),
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
-        if (!server.listening) return resolve();
+        // Sockets and streams first: server.close() would wait for them for the whole grace period.
+        const live = webSockets.close(graceMs);
+        for (const res of streams) res.destroy();
+        if (!server.listening) return void live.then(() => resolve());
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
         server.close(() => {
           clearTimeout(timer);
-          resolve();
+          void live.then(() => resolve());
         });
         // Keep-alive connections with no request in flight would hold close() open.
         server.closeIdleConnections();

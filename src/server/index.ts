@@ -11,5 +11,16 @@ export {
   INTERNAL_ERROR_MESSAGE,
   type InternalErrorLogger,
 } from './plugins.ts';
-export { createGateway, originAllowed, GRAPHQL_PATH, type Gateway, type GatewayOptions, type ReadinessCheck, type ServerContext, type Yoga } from './http.ts';
+export {
+  createGateway,
+  originAllowed,
+  GRAPHQL_PATH,
+  type Gateway,
+  type GatewayOptions,
+  type ReadinessCheck,
+  type ServerContext,
+  type TransportStats,
+  type Yoga,
+} from './http.ts';
+export { createWebSocketTransport, closeReason, WsCloseCode, type WebSocketStats, type WebSocketTransport, type WebSocketTransportOptions } from './ws.ts';
 export { serve, printSdl, printToken, resolvePort, DEFAULT_PORT, DEFAULT_HOST, type ServeOptions } from './serve.ts';

@@ -66,13 +66,15 @@ export function useErrorCodes(): Plugin {
     onExecute() {
       return {
         onExecuteDone({ result }) {
-          // Variables that do not coerce to their declared types (`$id: Int!` given "1 OR 1=1")
-          // fail before any resolver runs; graphql-js gives them no code.
-          if (!('errors' in result) || !result.errors) return;
-          for (const error of result.errors) {
-            const extensions = error.extensions as Record<string, unknown>;
-            if (extensions['code'] === undefined && error.message.startsWith('Variable "$')) extensions['code'] = 'BAD_USER_INPUT';
-          }
+          codeVariableErrors(result);
+        },
+      };
+    },
+    onSubscribe() {
+      return {
+        // A subscription whose variables do not coerce gets a single result instead of a stream.
+        onSubscribeResult({ result }) {
+          codeVariableErrors(result);
         },
       };
     },
@@ -85,6 +87,19 @@ export function useErrorCodes(): Plugin {
       };
     },
   };
+}
+
+/**
+ * Variables that do not coerce to their declared types (`$id: Int!` given "1 OR 1=1") fail before
+ * any resolver runs; graphql-js gives them no code.
+ */
+function codeVariableErrors(result: unknown): void {
+  if (!result || typeof result !== 'object' || !('errors' in result)) return;
+  const errors = (result as { errors?: readonly GraphQLError[] }).errors;
+  for (const error of errors ?? []) {
+    const extensions = error.extensions as Record<string, unknown>;
+    if (extensions['code'] === undefined && error.message.startsWith('Variable "$')) extensions['code'] = 'BAD_USER_INPUT';
+  }
 }
 
 function limitExceeded(message: string, node: OperationDefinitionNode): GraphQLError {

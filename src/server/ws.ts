@@ -1,0 +1,350 @@
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { getOperationAST, GraphQLError, type ExecutionArgs, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
+import { CloseCode, handleProtocols, makeServer, type ExecutionResult, type OperationResult } from 'graphql-ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Authenticator, Session } from './auth.ts';
+import type { Yoga } from './http.ts';
+import { INTERNAL_ERROR_MESSAGE, type InternalErrorLogger } from './plugins.ts';
+
+/**
+ * The graphql-ws transport (`graphql-transport-ws` subprotocol) on the gateway's node:http server.
+ * graphql-ws's protocol core (`makeServer`) does the message handling; this file is the `ws`
+ * adapter around it (after graphql-ws's own `use/ws`, with our close codes and logging) plus what
+ * rowgate adds: the Origin check before the handshake, auth at `connection_init`, closing at the
+ * token's expiry, the per-socket subscription limit, and running every operation through
+ * `yoga.getEnveloped` so that limits, error codes and masking are the ones HTTP uses.
+ */
+
+/** Close codes this transport uses besides graphql-ws's own (4400, 4401, 4406, 4408, 4409, 4429, 4500). */
+export const WsCloseCode = {
+  /** No valid credentials at `connection_init`, or the token expired while the socket was open. */
+  Forbidden: CloseCode.Forbidden,
+  /** Something broke on the server; the reason says only "Internal server error". */
+  InternalServerError: CloseCode.InternalServerError,
+  /** The gateway is shutting down (RFC 6455 "going away"). */
+  GoingAway: 1001,
+} as const;
+
+export interface WebSocketTransportOptions {
+  yoga: Yoga;
+  authenticator: Authenticator;
+  /** `auth.allowedOrigins`: null allows every Origin. */
+  allowedOrigins: string[] | null;
+  /** `limits.maxSubscriptionsPerSocket`. */
+  maxSubscriptionsPerSocket: number;
+  /** Largest message a client may send (bytes); larger ones close the socket with 1009. */
+  maxPayloadBytes: number;
+  /** yoga's `maskError`, applied to errors that did not pass through yoga's execution. */
+  maskError: (error: unknown, message: string) => Error;
+  logInternalError: InternalErrorLogger;
+  /** The path sockets are accepted on; other paths get 404. */
+  path: string;
+  /** Server pings this often and drops a socket whose pong does not come back within as long (ms). */
+  keepAliveMs?: number;
+  /** How long a socket may stay open without `connection_init` (ms); then graphql-ws closes it with 4408. */
+  connectionInitWaitTimeoutMs?: number;
+}
+
+export interface WebSocketStats {
+  /** Open sockets (handshake done, not closed yet), acknowledged or not. */
+  sockets: number;
+  /** Subscription operations running on those sockets. */
+  subscriptions: number;
+}
+
+export interface WebSocketTransport {
+  /** node:http's `upgrade` listener. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  stats(): WebSocketStats;
+  /** Refuses further upgrades, closes every socket with 1001 and waits for them (terminating after `graceMs`). */
+  close(graceMs: number): Promise<void>;
+}
+
+/** What graphql-ws keeps for each socket in `ctx.extra`. */
+interface Extra {
+  readonly socket: WebSocket;
+  readonly request: IncomingMessage;
+  readonly state: SocketState;
+}
+
+interface SocketState {
+  session: Session | null;
+  /** Ids of the subscription operations counted against the limit. */
+  subscriptionIds: Set<string>;
+}
+
+type Enveloped = ReturnType<Yoga['getEnveloped']>;
+
+const DEFAULT_KEEP_ALIVE_MS = 12_000;
+const DEFAULT_CONNECTION_INIT_WAIT_MS = 3_000;
+/** RFC 6455: a close frame's reason is at most 123 bytes. */
+const MAX_CLOSE_REASON_BYTES = 123;
+/** setTimeout fires at once for delays past 2^31 - 1 ms (~24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
+  const { yoga, authenticator, allowedOrigins, maxSubscriptionsPerSocket, maskError, logInternalError } = options;
+  const keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: true,
+    maxPayload: options.maxPayloadBytes,
+    handleProtocols: (protocols) => handleProtocols(protocols),
+  });
+  // The execution arguments built in onSubscribe, so execute/subscribe run the same envelop.
+  const envelopes = new WeakMap<ExecutionArgs, Enveloped>();
+  let subscriptionCount = 0;
+  let closing: Promise<void> | null = null;
+
+  const server = makeServer<Record<string, unknown>, Extra>({
+    connectionInitWaitTimeout: options.connectionInitWaitTimeoutMs ?? DEFAULT_CONNECTION_INIT_WAIT_MS,
+
+    async onConnect(ctx) {
+      const { socket, state } = ctx.extra;
+      let session: Session;
+      try {
+        session = await authenticator.sessionFromConnectionParams(ctx.connectionParams);
+      } catch (err) {
+        if (!(err instanceof GraphQLError)) throw err;
+        // graphql-ws would close with 4403 "Forbidden"; close first, with the reason, so the client knows what to fix.
+        closeSocket(socket, WsCloseCode.Forbidden, err.message);
+        return false;
+      }
+      // The client may have gone while the token was checked: arm nothing for a closed socket.
+      if (socket.readyState !== socket.OPEN) return false;
+      state.session = session;
+      if (session.expiresAt !== null) closeAtExpiry(socket, session.expiresAt);
+      return true;
+    },
+
+    async onSubscribe(ctx, id, payload) {
+      const { socket, request, state } = ctx.extra;
+      const caller = state.session?.caller;
+      // graphql-ws refuses `subscribe` before the ack, and the ack needs a session.
+      if (!caller) throw new Error('subscribe on a socket without a session');
+      const enveloped = yoga.getEnveloped({ req: request, socket, params: payload, caller });
+
+      let document;
+      try {
+        document = enveloped.parse(payload.query);
+      } catch (err) {
+        if (err instanceof GraphQLError) return [err];
+        throw err;
+      }
+      const errors = enveloped.validate(enveloped.schema, document);
+      if (errors.length > 0) return errors;
+
+      const operation = getOperationAST(document, payload.operationName);
+      // Counted before the first await, so concurrent subscribe messages cannot both slip under the limit.
+      if (operation?.operation === 'subscription') {
+        // graphql-ws forgets an operation before telling us in a few paths (its own errors); drop those.
+        for (const known of state.subscriptionIds) if (!(known in ctx.subscriptions)) forget(state, known);
+        if (state.subscriptionIds.size >= maxSubscriptionsPerSocket) {
+          return [
+            new GraphQLError(
+              `this socket already runs ${maxSubscriptionsPerSocket} subscriptions (limits.maxSubscriptionsPerSocket); complete one first or open another connection`,
+              { extensions: { code: 'LIMIT_EXCEEDED' } },
+            ),
+          ];
+        }
+        state.subscriptionIds.add(id);
+        subscriptionCount += 1;
+      }
+
+      let contextValue;
+      try {
+        contextValue = await enveloped.contextFactory();
+      } catch (err) {
+        forget(state, id);
+        if (err instanceof GraphQLError) return [err];
+        throw err;
+      }
+      const args: ExecutionArgs = {
+        schema: enveloped.schema,
+        document,
+        operationName: payload.operationName ?? null,
+        variableValues: payload.variables ?? null,
+        contextValue,
+        rootValue: undefined,
+      };
+      envelopes.set(args, enveloped);
+      return args;
+    },
+
+    execute: (args) => envelopeOf(args).execute(args) as OperationResult,
+    subscribe: (args) => envelopeOf(args).subscribe(args) as OperationResult,
+
+    // Results from yoga's execute/subscribe are masked already; only the HTTP-only extension goes.
+    onNext: (_ctx, _id, _payload, _args, result) => formatResult(result),
+    // Errors from onSubscribe (parse, validation, limits) and from a stream that threw.
+    onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatError(maskError(error, INTERNAL_ERROR_MESSAGE))),
+    onComplete: (ctx, id) => forget(ctx.extra.state, id),
+  });
+
+  function forget(state: SocketState, id: string): void {
+    if (state.subscriptionIds.delete(id)) subscriptionCount -= 1;
+  }
+
+  function envelopeOf(args: ExecutionArgs): Enveloped {
+    const enveloped = envelopes.get(args);
+    if (!enveloped) throw new Error('execution arguments that onSubscribe did not build');
+    return enveloped;
+  }
+
+  /** One timer per socket: closes it with 4403 when the token's `exp` (plus clock tolerance) passes. */
+  function closeAtExpiry(socket: WebSocket, expiresAt: number): void {
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      const left = expiresAt - Date.now();
+      if (left <= 0) {
+        closeSocket(socket, WsCloseCode.Forbidden, 'token expired');
+        return;
+      }
+      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+    };
+    arm();
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  function onConnection(socket: WebSocket, request: IncomingMessage): void {
+    if (closing) {
+      closeSocket(socket, WsCloseCode.GoingAway, 'going away');
+      return;
+    }
+    const state: SocketState = { session: null, subscriptionIds: new Set() };
+    // Socket errors are the network's or the client's (bad frames, oversized messages): ws closes
+    // the socket itself, with 1002/1009, and the close handler below cleans up.
+    socket.on('error', () => {});
+
+    let pongWait: NodeJS.Timeout | null = null;
+    const ping =
+      keepAliveMs > 0 && Number.isFinite(keepAliveMs)
+        ? setInterval(() => {
+            if (socket.readyState !== socket.OPEN) return;
+            pongWait ??= setTimeout(() => socket.terminate(), keepAliveMs);
+            socket.ping();
+          }, keepAliveMs)
+        : null;
+    socket.on('pong', () => {
+      if (pongWait) clearTimeout(pongWait);
+      pongWait = null;
+    });
+
+    const closed = server.opened(
+      {
+        protocol: socket.protocol,
+        send: (data) =>
+          new Promise<void>((resolve, reject) => {
+            if (socket.readyState !== socket.OPEN) return resolve();
+            socket.send(data, (err) => (err ? reject(err) : resolve()));
+          }),
+        close: (code, reason) => closeSocket(socket, code ?? 1000, reason ?? ''),
+        onMessage: (handle) =>
+          socket.on('message', (data) => {
+            handle(String(data)).catch((err: unknown) => {
+              logInternalError(err);
+              closeSocket(socket, WsCloseCode.InternalServerError, INTERNAL_ERROR_MESSAGE);
+            });
+          }),
+      },
+      { socket, request, state },
+    );
+
+    socket.once('close', (code, reason) => {
+      if (ping) clearInterval(ping);
+      if (pongWait) clearTimeout(pongWait);
+      // Returns every running operation's iterator; onComplete then forgets each.
+      closed(code, reason.toString()).catch(logInternalError);
+    });
+  }
+
+  return {
+    handleUpgrade(req, socket, head) {
+      socket.on('error', () => {});
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      if (path !== options.path) return refuse(socket, 404, `not found: ${path} (GraphQL over WebSocket is at ${options.path})`);
+      if (closing) return refuse(socket, 503, 'the server is shutting down');
+      // Browsers always send Origin on a WebSocket upgrade and let any page open one, with the
+      // user's cookies: refusing unlisted Origins here is what stops cross-site WebSocket hijacking.
+      const origin = req.headers.origin;
+      if (origin !== undefined && allowedOrigins !== null && !allowedOrigins.includes(origin)) {
+        return refuse(socket, 403, 'this Origin is not allowed (auth.allowedOrigins)');
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req));
+    },
+
+    stats: () => ({ sockets: wss.clients.size, subscriptions: subscriptionCount }),
+
+    close: (graceMs) =>
+      (closing ??= (async () => {
+        const sockets = [...wss.clients];
+        await Promise.all(
+          sockets.map(
+            (socket) =>
+              new Promise<void>((resolve) => {
+                if (socket.readyState === socket.CLOSED) return resolve();
+                const timer = setTimeout(() => socket.terminate(), graceMs);
+                socket.once('close', () => {
+                  clearTimeout(timer);
+                  resolve();
+                });
+                closeSocket(socket, WsCloseCode.GoingAway, 'going away');
+              }),
+          ),
+        );
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+      })()),
+  };
+}
+
+/** Closes an open socket; a socket that is closing or closed already keeps its first code and reason. */
+function closeSocket(socket: WebSocket, code: number, reason: string): void {
+  if (socket.readyState === socket.CONNECTING) {
+    socket.terminate();
+    return;
+  }
+  if (socket.readyState !== socket.OPEN) return;
+  socket.close(code, closeReason(reason));
+}
+
+/** A close reason that fits the 123 bytes RFC 6455 allows (ws throws on longer ones). */
+export function closeReason(text: string): string {
+  if (Buffer.byteLength(text) <= MAX_CLOSE_REASON_BYTES) return text;
+  let cut = text;
+  while (Buffer.byteLength(`${cut}…`) > MAX_CLOSE_REASON_BYTES) cut = cut.slice(0, -1);
+  return `${cut}…`;
+}
+
+/** Answers an upgrade request with a plain HTTP error, before any WebSocket handshake. */
+function refuse(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ errors: [{ message, extensions: { code: status === 403 ? 'FORBIDDEN' : status === 503 ? 'SERVICE_UNAVAILABLE' : 'NOT_FOUND' } }] });
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+      'Connection: close\r\n' +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      '\r\n' +
+      body,
+  );
+}
+
+/** `extensions.http` tells yoga which HTTP status to answer with; a WebSocket client has no use for it. */
+function formatError(error: Error): GraphQLFormattedError {
+  const json: GraphQLFormattedError = error instanceof GraphQLError ? error.toJSON() : { message: error.message };
+  if (!json.extensions || !('http' in json.extensions)) return json;
+  const { http: _http, ...extensions } = json.extensions;
+  const { extensions: _extensions, ...rest } = json;
+  return Object.keys(extensions).length > 0 ? { ...rest, extensions } : rest;
+}
+
+function formatResult(result: ExecutionResult): FormattedExecutionResult {
+  const formatted: FormattedExecutionResult = {};
+  if ('data' in result) formatted.data = result.data ?? null;
+  if (result.errors) formatted.errors = result.errors.map((error) => formatError(error));
+  if (result.extensions) formatted.extensions = result.extensions;
+  return formatted;
+}
