@@ -71,6 +71,8 @@ export const configSchema = z
         maxDepth: z.number().int().positive().default(10),
         maxRows: z.number().int().positive().default(1000),
         maxSubscriptionsPerSocket: z.number().int().positive().default(100),
+        // Subscribers evaluated by one statement of a multiplexed live query (1 = one per subscriber).
+        subscribersPerStatement: z.number().int().positive().max(10_000).default(1000),
         // Largest accepted HTTP request body; larger ones get 413 before any parsing.
         maxBodyBytes: z.number().int().positive().default(1024 * 1024),
       })

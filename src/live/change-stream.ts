@@ -1,7 +1,6 @@
 import { sql, type SQL } from 'pg-sql2';
 import { runSql, type Sql } from '../db/index.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
-import { BATCH } from './live-query.ts';
 import type { Change } from './source.ts';
 
 /** One `t_changes` subscriber. */
@@ -57,10 +56,10 @@ export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
 
 const CHANGES_PER_STATEMENT = 500;
 
-export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], count: () => void): Promise<void> {
+export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<void> {
   const mine = changes.filter((c) => c.table === shape.table);
-  for (let i = 0; i < subs.length; i += BATCH) {
-    const chunk = subs.slice(i, i + BATCH);
+  for (let i = 0; i < subs.length; i += batch) {
+    const chunk = subs.slice(i, i + batch);
     for (let j = 0; j < mine.length; j += CHANGES_PER_STATEMENT) {
       const part = mine.slice(j, j + CHANGES_PER_STATEMENT);
       try {

@@ -72,6 +72,8 @@ export class LiveEngine {
     private readonly api: ApiModel,
     private readonly db: Sql,
     private readonly source: ChangeSource,
+    /** Subscribers per statement (limits.subscribersPerStatement). */
+    private readonly batch = 1000,
   ) {
     this.unsubscribe = source.onChanges(({ changes }) => this.onChanges(changes));
   }
@@ -94,7 +96,7 @@ export class LiveEngine {
         if (sub.backlog) sub.backlog.push(...changes);
         else ready.push(sub);
       }
-      if (ready.length && tables.has(shape.table)) void shape.queue.push(() => evaluateChanges(this.db, shape, ready, changes, this.count));
+      if (ready.length && tables.has(shape.table)) void shape.queue.push(() => evaluateChanges(this.db, shape, ready, changes, this.batch, this.count));
       else for (const sub of ready) sub.cursor = changes.at(-1)?.position ?? sub.cursor;
     }
     for (const watcher of this.streamWatchers) if ([...watcher.tables].some((t) => tables.has(t))) watcher.wake();
@@ -110,7 +112,7 @@ export class LiveEngine {
           const subs = shape.dirty ? [...shape.subscribers.values()] : [...shape.newcomers];
           shape.dirty = false;
           shape.newcomers.clear();
-          await evaluateLive(this.db, shape, subs, this.count);
+          await evaluateLive(this.db, shape, subs, this.batch, this.count);
         }
       } finally {
         shape.running = false;
@@ -211,13 +213,13 @@ export class LiveEngine {
     for (;;) {
       const changes = await this.source.readAfter(sub.cursor, 1000);
       if (changes.length === 0) break;
-      await evaluateChanges(this.db, shape, [sub], changes, this.count);
+      await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count);
     }
     // Deliveries that arrived meanwhile: whatever the log read already covered is skipped.
     while (sub.backlog && sub.backlog.length) {
       const pending = sub.backlog.filter((c) => comparePositions(c.position, sub.cursor) > 0);
       sub.backlog = [];
-      if (pending.length) await evaluateChanges(this.db, shape, [sub], pending, this.count);
+      if (pending.length) await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count);
     }
     sub.backlog = null;
   }

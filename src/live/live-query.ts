@@ -25,17 +25,15 @@ export interface LiveShape {
   subscribers: Map<string, LiveSubscriber>;
 }
 
-/** Subscribers per statement: DESIGN's bound is one statement per 1,000 affected subscribers. */
-export const BATCH = 1000;
-
 /**
- * Evaluates `subs` of `shape` in statements of at most BATCH subscribers. PostgreSQL hashes each
+ * Evaluates `subs` of `shape` in statements of at most `batch` subscribers (limits.subscribersPerStatement,
+ * default 1,000: DESIGN's bound is one statement per 1,000 affected subscribers). PostgreSQL hashes each
  * result and sends it back only when it differs from what that subscriber last received, so an
  * unchanged result costs neither transfer nor a push.
  */
-export async function evaluateLive(db: Sql, shape: LiveShape, subs: LiveSubscriber[], count: () => void): Promise<void> {
-  for (let i = 0; i < subs.length; i += BATCH) {
-    const chunk = subs.slice(i, i + BATCH);
+export async function evaluateLive(db: Sql, shape: LiveShape, subs: LiveSubscriber[], batch: number, count: () => void): Promise<void> {
+  for (let i = 0; i < subs.length; i += batch) {
+    const chunk = subs.slice(i, i + batch);
     try {
       await run(db, shape, chunk, count);
     } catch (err) {

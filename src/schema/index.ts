@@ -34,6 +34,6 @@ export function buildSchema(opts: SchemaOptions): GraphQLSchema {
 /** As buildSchema, with the live engine serving its subscriptions (when `changes` is given). */
 export function buildApi(opts: SchemaOptions): BuiltSchema {
   const api: ApiModel = buildModel(opts.config, opts.catalog, opts.rules);
-  const live = opts.changes ? new LiveEngine(api, opts.sql, opts.changes) : null;
+  const live = opts.changes ? new LiveEngine(api, opts.sql, opts.changes, opts.config.limits.subscribersPerStatement) : null;
   return { schema: buildGraphQLSchema(api, createResolvers(api, opts.sql), live), live };
 }
