@@ -16,7 +16,7 @@ export function connect(url: string, options: postgres.Options<Record<string, po
     onnotice: () => {},
     // Compiled visibility nests EXISTS inside OR; on small, unanalysed tables the planner's cost
     // estimates switch JIT on and a 1 ms query takes 200 ms compiling. Gateway queries are short.
-    connection: { jit: 'off' },
+    connection: { jit: 'off', application_name: 'rowgate' },
     // Rows come back as JSON text built in PostgreSQL or as plain values; bigint and
     // numeric stay strings so nothing loses precision.
     ...options,
@@ -50,4 +50,28 @@ export async function openDatabase(url: string | null, options: { handleSignals?
       await embedded?.stop();
     },
   };
+}
+
+const CONNECTION_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', '57P01', '57P02', '57P03']);
+
+/** True for errors that say the connection (not the statement) failed: retrying can succeed. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && (CONNECTION_CODES.has(code) || code.startsWith('08'));
+}
+
+/**
+ * Runs `task`, retrying with backoff (50 ms doubling to 2 s, for up to `forMs`) while it fails
+ * because the database connection dropped; postgres.js opens a new connection on the next query.
+ */
+export async function retryOnDisconnect<T>(task: () => Promise<T>, forMs = 30_000): Promise<T> {
+  const deadline = Date.now() + forMs;
+  for (let wait = 50; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      return await task();
+    } catch (err) {
+      if (!isConnectionError(err) || Date.now() + wait > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }

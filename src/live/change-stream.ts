@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'pg-sql2';
-import { runSql, type Sql } from '../db/index.ts';
+import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import type { Change } from './source.ts';
 
@@ -63,7 +63,7 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
     for (let j = 0; j < mine.length; j += CHANGES_PER_STATEMENT) {
       const part = mine.slice(j, j + CHANGES_PER_STATEMENT);
       try {
-        await run(db, shape, chunk, part, count);
+        await retryOnDisconnect(() => run(db, shape, chunk, part, count));
       } catch (err) {
         for (const sub of chunk) sub.fail(err);
         return;

@@ -114,6 +114,11 @@ export class LiveEngine {
           shape.newcomers.clear();
           await evaluateLive(this.db, shape, subs, this.batch, this.count);
         }
+      } catch (err) {
+        // The database stayed unreachable through every retry: keep the subscriptions, and try
+        // again on the next change (or the next subscriber) once it is back.
+        shape.dirty = true;
+        console.error('rowgate live: re-evaluation failed, will retry on the next change:', (err as Error).message);
       } finally {
         shape.running = false;
       }

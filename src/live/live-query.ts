@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'pg-sql2';
-import { runSql, type Sql } from '../db/index.ts';
+import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 
 /** One live query subscriber: its values for the shape's columns and the hash of what it last got. */
@@ -35,8 +35,10 @@ export async function evaluateLive(db: Sql, shape: LiveShape, subs: LiveSubscrib
   for (let i = 0; i < subs.length; i += batch) {
     const chunk = subs.slice(i, i + batch);
     try {
-      await run(db, shape, chunk, count);
+      await retryOnDisconnect(() => run(db, shape, chunk, count));
     } catch (err) {
+      // The database is gone for good (retries exhausted): that is no subscriber's fault.
+      if (isConnectionError(err)) throw err;
       if (chunk.length === 1) {
         chunk[0]!.fail(err);
         continue;

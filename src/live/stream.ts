@@ -1,6 +1,6 @@
 import { GraphQLError } from 'graphql';
 import { sql } from 'pg-sql2';
-import { runSql, type Sql } from '../db/index.ts';
+import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import { listSql, scopeFor, type SelectedField } from '../resolvers/index.ts';
 import type { Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
@@ -50,7 +50,8 @@ export async function* streamBatches(
       children: [...field.children, { key: CURSOR_KEY, name: column, args: {}, children: [] }],
     };
     count();
-    const [row] = await runSql<{ result: Record<string, unknown>[] }>(db, sql`SELECT ${listSql(scopeFor(api, caller), model, page)} AS result`);
+    const statement = sql`SELECT ${listSql(scopeFor(api, caller), model, page)} AS result`;
+    const [row] = await retryOnDisconnect(() => runSql<{ result: Record<string, unknown>[] }>(db, statement));
     const rows = row?.result ?? [];
     if (rows.length) {
       last = rows.at(-1)![CURSOR_KEY];

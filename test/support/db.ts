@@ -22,7 +22,8 @@ export function useTestDatabase(): TestDatabase {
     const admin = connect(serverUrl, { max: 1 });
     await admin.unsafe(`CREATE DATABASE ${name}`);
     await admin.end();
-    db.sql = connect(url, { max: 4 });
+    // Named apart from the gateway's pools ('rowgate…'), so fault tests can kill those alone.
+    db.sql = connect(url, { max: 4, connection: { jit: 'off', application_name: 'test-runner' } });
   });
   afterAll(async () => {
     await db.sql.end({ timeout: 5 });
