@@ -19,7 +19,10 @@ export async function loadAll(
   options: { handleSignals?: boolean; prepare?: (db: Database, config: Config) => Promise<void> } = {},
 ): Promise<Loaded> {
   const config = await loadConfig(configPath);
-  const db = await openDatabase(config.database.url, { ...(options.handleSignals === undefined ? {} : { handleSignals: options.handleSignals }) });
+  const db = await openDatabase(config.database.url, {
+    ...(options.handleSignals === undefined ? {} : { handleSignals: options.handleSignals }),
+    statementTimeoutMs: config.limits.statementTimeoutMs,
+  });
   try {
     // The demo creates its tables here, before the catalog is read.
     await options.prepare?.(db, config);

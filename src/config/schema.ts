@@ -70,6 +70,10 @@ export const configSchema = z
       .object({
         maxDepth: z.number().int().positive().default(10),
         maxRows: z.number().int().positive().default(1000),
+        // Rows (nested ones included) one root field of a query may answer with.
+        maxTotalRows: z.number().int().positive().default(50_000),
+        // Every statement a caller triggers is cancelled after this long (0: never).
+        statementTimeoutMs: z.number().int().min(0).default(10_000),
         maxSubscriptionsPerSocket: z.number().int().positive().default(100),
         // Subscribers evaluated by one statement of a multiplexed live query (1 = one per subscriber).
         subscribersPerStatement: z.number().int().positive().max(10_000).default(1000),

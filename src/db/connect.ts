@@ -10,15 +10,20 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export function connect(url: string, options: postgres.Options<Record<string, postgres.PostgresType>> = {}): Sql {
+export interface Settings {
+  /** `statement_timeout` of every statement on the pool (limits.statementTimeoutMs); 0 = none. */
+  statementTimeoutMs?: number;
+}
+
+export function connect(url: string, options: postgres.Options<Record<string, postgres.PostgresType>> = {}, settings: Settings = {}): Sql {
+  const timeout = settings.statementTimeoutMs ? { statement_timeout: settings.statementTimeoutMs } : {};
   return postgres(url, {
     max: 10,
     onnotice: () => {},
     // Compiled visibility nests EXISTS inside OR; on small, unanalysed tables the planner's cost
     // estimates switch JIT on and a 1 ms query takes 200 ms compiling. Gateway queries are short.
-    connection: { jit: 'off', application_name: 'rowgate' },
-    // Rows come back as JSON text built in PostgreSQL or as plain values; bigint and
-    // numeric stay strings so nothing loses precision.
+    // application_name tells the gateway's connections apart (pg_stat_activity, fault tests).
+    connection: { jit: 'off', application_name: 'rowgate', ...timeout },
     ...options,
   });
 }
@@ -27,7 +32,7 @@ export function connect(url: string, options: postgres.Options<Record<string, po
  * The one way the gateway reaches PostgreSQL: `url` when given (DATABASE_URL or the config),
  * otherwise an embedded server whose data lives in `./.rowgate/pgdata`.
  */
-export async function openDatabase(url: string | null, options: { handleSignals?: boolean } = {}): Promise<Database> {
+export async function openDatabase(url: string | null, options: { handleSignals?: boolean } & Settings = {}): Promise<Database> {
   let embedded: EmbeddedServer | null = null;
   if (!url) {
     embedded = await startEmbedded({ persistent: true });
@@ -41,7 +46,7 @@ export async function openDatabase(url: string | null, options: { handleSignals?
       });
     }
   }
-  const sql = connect(url);
+  const sql = connect(url, {}, options);
   return {
     sql,
     url,

@@ -14,6 +14,9 @@ export function mapDatabaseError(err: unknown): never {
       extensions: { code: 'CONSTRAINT_VIOLATION', constraint },
     });
   }
+  if (e.code === '57014') {
+    throw new GraphQLError('the statement took longer than limits.statementTimeoutMs and was cancelled', { extensions: { code: 'LIMIT_EXCEEDED' } });
+  }
   if (typeof e.code === 'string' && e.code.startsWith('22')) {
     // PostgreSQL's message can quote the offending value, which may come from a row the caller
     // cannot see (a cast in a rule over stored data): give the SQLSTATE only.

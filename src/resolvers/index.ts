@@ -4,6 +4,7 @@ import { runSql, type Sql } from '../db/index.ts';
 import { and, type Alias } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { ApiModel, TableModel } from '../schema/model.ts';
+import { checkTotalRows } from './cost.ts';
 import { mapDatabaseError } from './errors.ts';
 import { deleteRows, insertRows, updateRows, type MutationResult } from './mutate.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
@@ -12,6 +13,7 @@ import { rootField, type SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
 export { useMutationTransaction } from './transaction.ts';
+export { checkTotalRows } from './cost.ts';
 export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
 export { scopeFor, type Scope } from './scope.ts';
@@ -55,12 +57,15 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       const model = tableModel(scopeFor(api, ctx.caller), table);
       const field = rootField(info, args);
       const statement = sql`SELECT ${build(model, field, ctx)} AS result`;
+      let result: unknown;
       try {
         const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement);
-        return row?.result ?? null;
+        result = row?.result ?? null;
       } catch (err) {
         return mapDatabaseError(err);
       }
+      checkTotalRows(result, api.maxTotalRows);
+      return result;
     };
 
   /** Mutations run in the operation's transaction (see useMutationTransaction), else in their own. */

@@ -56,9 +56,17 @@ function count(value: unknown, name: string, max: number): number | null {
  * The rows of `model` the caller can see, filtered, ordered and paged: `SELECT s.* FROM (…) s`,
  * so every caller of this (lists, aggregates, nodes) shares the same visibility and paging.
  */
-function rowsSource(scope: Scope, model: TableModel, args: Record<string, unknown>, extra: ((alias: Alias) => SQL) | null): { from: SQL; alias: symbol; order: SQL[] } {
+function rowsSource(
+  scope: Scope,
+  model: TableModel,
+  args: Record<string, unknown>,
+  extra: ((alias: Alias) => SQL) | null,
+  capped = true,
+): { from: SQL; alias: symbol; order: SQL[] } {
   const inner = Symbol(model.name);
-  const limit = count(args['limit'], 'limit', scope.api.maxRows) ?? scope.api.maxRows;
+  // Rows sent to the caller are capped at maxRows; an aggregate without `nodes` sends one row,
+  // so it counts every visible row unless the caller gives a limit.
+  const limit = count(args['limit'], 'limit', scope.api.maxRows) ?? (capped ? scope.api.maxRows : null);
   const offset = count(args['offset'], 'offset', Number.MAX_SAFE_INTEGER);
   const filter = (a: Alias) => whereSql(scope, model, a, args['where'] as Record<string, unknown> | undefined);
   // A nested list is reached through its foreign key (an index lookup per parent) and checks each
@@ -71,7 +79,7 @@ function rowsSource(scope: Scope, model: TableModel, args: Record<string, unknow
   // The ORDER BY terms are evaluated on the paged rows again (as `alias`) to order the JSON array.
   const outerOrder = orderTerms(scope, model, alias, args['order_by']);
   return {
-    from: sql`(SELECT ${sql.identifier(inner)}.* FROM ${tableRef(scope, model.name)} AS ${sql.identifier(inner)} WHERE ${where}${orderSql} LIMIT ${sql.literal(limit)}${offsetSql}) AS ${sql.identifier(alias)}`,
+    from: sql`(SELECT ${sql.identifier(inner)}.* FROM ${tableRef(scope, model.name)} AS ${sql.identifier(inner)} WHERE ${where}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
     alias,
     order: outerOrder,
   };
@@ -96,7 +104,7 @@ const AGGREGATES = ['sum', 'avg', 'max', 'min'] as const;
 
 /** `t_aggregate`: `{ aggregate { count sum avg max min } nodes }` over the visible rows only. */
 export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
-  const { from, alias, order } = rowsSource(scope, model, f.args, extra);
+  const { from, alias, order } = rowsSource(scope, model, f.args, extra, f.children.some((c) => c.name === 'nodes'));
   const pairs: [string, SQL][] = [];
   for (const part of f.children) {
     if (part.name === 'nodes') {

@@ -36,6 +36,7 @@ export interface ApiModel {
   tables: Map<string, TableModel>;
   rules: CompiledRules;
   maxRows: number;
+  maxTotalRows: number;
 }
 
 /** A naive English plural, enough for table names: player → players, company → companies. */
@@ -80,7 +81,7 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
       if (renamed) rel.name = renamed;
     }
   }
-  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows };
+  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */

@@ -1,5 +1,6 @@
 import { afterAll } from 'vitest';
 import { parseConfig, type Config } from '../../src/config/index.ts';
+import { connect } from '../../src/db/index.ts';
 import { buildSchema } from '../../src/schema/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway } from '../../src/server/http.ts';
@@ -28,10 +29,15 @@ export interface TestGateway {
 export async function startGateway(db: TestDatabase, config: Record<string, unknown>): Promise<TestGateway> {
   const parsed = parseConfig({ auth: { jwt: { secret: SECRET }, adminSecret: ADMIN_SECRET }, ...config }, {});
   const rules = await compile(db, config['tables'] as Record<string, unknown>);
-  const schema = buildSchema({ config: parsed, catalog: await db.catalog(), rules, sql: db.sql });
-  const gateway = createGateway({ config: parsed, schema, sql: db.sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {} });
+  // The gateway's own pool, with the statement timeout `rowgate serve` would set.
+  const sql = connect(db.url, { max: 5 }, { statementTimeoutMs: parsed.limits.statementTimeoutMs });
+  const schema = buildSchema({ config: parsed, catalog: await db.catalog(), rules, sql });
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {} });
   const { url } = await gateway.listen(0);
-  afterAll(() => gateway.close());
+  afterAll(async () => {
+    await gateway.close();
+    await sql.end({ timeout: 5 });
+  });
   const token = (sender: string, claims: Record<string, unknown> = {}) => signToken(parsed, { sender, claims, expires: '1h' });
   return {
     url,
