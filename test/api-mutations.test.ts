@@ -10,6 +10,12 @@ let api: TestGateway;
 const OWN = 'SELECT * FROM note WHERE owner = :sender';
 const TABLES = {
   board: { select: 'SELECT b.* FROM board b JOIN seat s ON s.board_id = b.id WHERE s.identity = :sender' },
+  // Closed tickets are hidden from everyone: writes can move rows out of the caller's view.
+  ticket: {
+    select: "SELECT * FROM ticket WHERE status <> 'closed'",
+    insert: { check: 'public' },
+    update: { columns: ['status'] },
+  },
   note: {
     select: [OWN, 'SELECT n.* FROM note n JOIN board b ON b.id = n.board_id WHERE n.shared'],
     insert: {
@@ -29,6 +35,8 @@ beforeAll(async () => {
     CREATE TABLE note (id int PRIMARY KEY, board_id int NOT NULL REFERENCES board(id), owner text NOT NULL,
                        body text NOT NULL CHECK (body <> 'forbidden-word'), shared boolean NOT NULL DEFAULT false,
                        stars int NOT NULL DEFAULT 0);
+    CREATE TABLE ticket (id int PRIMARY KEY, status text NOT NULL);
+    INSERT INTO ticket VALUES (1, 'open'), (2, 'open');
     INSERT INTO board VALUES (1, 'one'), (2, 'two');
     INSERT INTO seat VALUES (1, 'alice', 'writer'), (1, 'bob', 'reader'), (2, 'bob', 'writer');
     INSERT INTO note VALUES (1, 1, 'alice', 'alice private', false, 0), (2, 1, 'alice', 'alice shared', true, 0),
@@ -57,9 +65,7 @@ describe('insert', () => {
     expect(res.data?.['insert_note']).toBeNull();
     expect(await notes()).toEqual(before);
   });
-  it('affected_rows counts every row; returning leaves out rows the caller cannot see', async () => {
-    // bob may write on board 2, but a private note of his is visible to him (owner) — use alice's
-    // board with shared = false for a row she writes and can see, and check what bob gets back.
+  it('returns the inserted row with its preset owner', async () => {
     const res = await api.gql('bob', 'mutation { insert_note(objects: [{id: 14, board_id: 2, body: "mine"}]) { affected_rows returning { id owner } } }');
     expect(res).toEqual({ data: { insert_note: { affected_rows: 1, returning: [{ id: 14, owner: 'bob' }] } } });
   });
@@ -79,6 +85,21 @@ describe('insert', () => {
     expect((await notes()).find((n) => n.id === 3)?.body).toBe('bob on two');
     const nothing = await api.gql('alice', 'mutation { insert_note(objects: [{id: 1, board_id: 1, body: "ignored"}], on_conflict: {constraint: note_pkey, update_columns: []}) { affected_rows } }');
     expect(nothing).toEqual({ data: { insert_note: { affected_rows: 0 } } });
+  });
+});
+
+describe('returning', () => {
+  it('affected_rows counts every written row; returning leaves out rows the caller cannot see after the write', async () => {
+    const ins = await api.gql('alice', 'mutation { insert_ticket(objects: [{id: 3, status: "open"}, {id: 4, status: "closed"}]) { affected_rows returning { id } } }');
+    expect(ins).toEqual({ data: { insert_ticket: { affected_rows: 2, returning: [{ id: 3 }] } } });
+    const one = await api.gql('alice', 'mutation { insert_ticket_one(object: {id: 5, status: "closed"}) { id } }');
+    expect(one).toEqual({ data: { insert_ticket_one: null } });
+    const upd = await api.gql('alice', 'mutation { update_ticket(where: {id: {_in: [1, 2]}}, _set: {status: "closed"}) { affected_rows returning { id status } } }');
+    expect(upd).toEqual({ data: { update_ticket: { affected_rows: 2, returning: [] } } });
+    const byPk = await api.gql('alice', 'mutation { update_ticket_by_pk(pk_columns: {id: 3}, _set: {status: "closed"}) { id } }');
+    expect(byPk).toEqual({ data: { update_ticket_by_pk: null } });
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ticket WHERE status = 'closed'`;
+    expect(row?.n).toBe(5);
   });
 });
 
