@@ -2,6 +2,7 @@ import { parse, subscribe, type ExecutionResult, type GraphQLSchema } from 'grap
 import { afterAll } from 'vitest';
 import { parseConfig } from '../../src/config/index.ts';
 import { installCapture, startChangeFeed, type ChangeFeed } from '../../src/db/changes/index.ts';
+import { connect } from '../../src/db/index.ts';
 import type { Caller } from '../../src/rules/index.ts';
 import { buildApi } from '../../src/schema/index.ts';
 import type { LiveEngine } from '../../src/live/index.ts';
@@ -36,11 +37,14 @@ export async function startLive(db: TestDatabase, tables: Record<string, unknown
   const captured = new Set<string>();
   for (const t of rules.policies.keys()) for (const r of rules.readsTables(t)) captured.add(r);
   await installCapture(db.sql, 'public', [...captured]);
-  const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: 'public', retentionHours: 24, pollMs: 100 });
-  const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
+  // Its own pool, closed with it: the test database's pool may be closed first.
+  const sql = connect(db.url, { max: 5 });
+  const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });
+  const { schema, live } = buildApi({ config, catalog, rules, sql, changes: feed });
   afterAll(async () => {
     live!.close();
     await feed.close();
+    await sql.end({ timeout: 5 });
   });
   return {
     schema,
