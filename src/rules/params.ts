@@ -45,7 +45,24 @@ function isDecimal(s: string): boolean {
 
 function isExponent(s: string): boolean {
   const body = s[0] === '+' || s[0] === '-' ? s.slice(1) : s;
-  return body.length > 0 && body.length < 6 && [...body].every((c) => c >= '0' && c <= '9');
+  return body.length > 0 && body.length < 7 && [...body].every((c) => c >= '0' && c <= '9');
+}
+
+/** numeric holds up to 131072 digits before the point and 16383 after it; beyond is an error. */
+function fitsNumeric(s: string): boolean {
+  const [mantissa = '', exp = '0'] = s.replace(/^[+-]/, '').toLowerCase().split('e');
+  const [int = '', frac = ''] = mantissa.split('.');
+  const e = Number(exp);
+  const intDigits = int.replace(/^0+/, '').length + e;
+  const fracDigits = frac.replace(/0+$/, '').length - e;
+  return intDigits <= 131072 && fracDigits <= 16383;
+}
+
+/** float8 and float4 refuse overflow to infinity and underflow to zero (a denormal is fine). */
+function fitsFloat(s: string, single: boolean): boolean {
+  const n = single ? Math.fround(Number(s)) : Number(s);
+  if (!Number.isFinite(n)) return false;
+  return n !== 0 || !/[1-9]/.test(s.toLowerCase().split('e')[0] ?? '');
 }
 
 function isUuid(s: string): boolean {
@@ -61,7 +78,7 @@ function isUuid(s: string): boolean {
   return hex === 32;
 }
 
-const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?(?:Z|[+-](\d{2})(?::?(\d{2}))?)?)?$/;
 
 /**
  * Strict ISO 8601 (what PostgreSQL prints and every client sends), checked against the real
@@ -73,7 +90,9 @@ function isIsoDateTime(s: string, timeAllowed: boolean): boolean {
   if (!m || (!timeAllowed && m[4] !== undefined)) return false;
   const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const days = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (month < 1 || month > 12 || day < 1 || day > days) return false;
+  // There is no year 0; offsets beyond ±15:59 are refused by PostgreSQL.
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > days) return false;
+  if (Number(m[7] ?? 0) > 15 || Number(m[8] ?? 0) > 59) return false;
   return m[4] === undefined || (Number(m[4]) < 24 && Number(m[5]) < 60 && Number(m[6] ?? 0) < 60);
 }
 
@@ -101,12 +120,15 @@ export function coerceParam(value: unknown, type: TypeRef): string | null {
   }
   if (TEXT_TYPES.has(type.name)) return text;
   switch (type.name) {
-    case 'numeric':
-      return isDecimal(text.trim()) ? text.trim() : null;
+    case 'numeric': {
+      const s = text.trim();
+      return isDecimal(s) && fitsNumeric(s) ? s : null;
+    }
     case 'float4':
     case 'float8': {
       const s = text.trim();
-      return isDecimal(s) || ['NaN', 'Infinity', '-Infinity'].includes(s) ? s : null;
+      if (['NaN', 'Infinity', '-Infinity'].includes(s)) return s;
+      return isDecimal(s) && fitsFloat(s, type.name === 'float4') ? s : null;
     }
     case 'bool':
       return BOOL_WORDS.get(text.trim().toLowerCase()) ?? null;
