@@ -5,6 +5,7 @@ import { capture } from './capture.ts';
 import { demo } from './demo.ts';
 import { check } from './check.ts';
 import { explain } from './explain.ts';
+import { policies } from './policies.ts';
 import { printSdl, printToken, resolvePort, serve } from '../server/serve.ts';
 
 const USAGE = `usage: rowgate <command> [options]
@@ -20,6 +21,10 @@ const USAGE = `usage: rowgate <command> [options]
   demo     [--port N] [--host H]                          the demo (npm start): embedded PostgreSQL, demo data, tokens
   capture  [--drop] [--config F]                          install change capture (triggers and change log) on every
                                                           listed table and every table the rules read; --drop removes it
+  policies [--apply | --drop] [--config F]                print (default), install (--apply, idempotent) or remove (--drop)
+                                                          native PostgreSQL row-level security policies equivalent to the
+                                                          rules; the caller is read from the rowgate.sender and
+                                                          rowgate.claims settings
 `;
 
 type Command = (values: Record<string, string | boolean | undefined>) => Promise<number>;
@@ -69,6 +74,13 @@ const commands: Record<string, { options: Record<string, { type: 'string' | 'boo
   capture: {
     options: { config: { type: 'string' }, drop: { type: 'boolean' } },
     run: (v) => capture(str(v['config']) ?? DEFAULT_CONFIG_PATH, v['drop'] === true),
+  },
+  policies: {
+    options: { config: { type: 'string' }, apply: { type: 'boolean' }, drop: { type: 'boolean' } },
+    run: (v) => {
+      if (v['apply'] === true && v['drop'] === true) throw new UsageError('policies takes --apply or --drop, not both');
+      return policies(str(v['config']) ?? DEFAULT_CONFIG_PATH, v['apply'] === true ? 'apply' : v['drop'] === true ? 'drop' : 'print');
+    },
   },
 };
 

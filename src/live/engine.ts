@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { GraphQLError } from 'graphql';
 import { Repeater } from 'graphql-yoga';
 import { sql, type SQL } from 'pg-sql2';
@@ -67,6 +66,8 @@ export class LiveEngine {
     this.stats.statements++;
   };
   private readonly unsubscribe: () => void;
+  /** Subscriber ids: short strings, unique within this engine. */
+  private sids = 0;
 
   constructor(
     private readonly api: ApiModel,
@@ -130,8 +131,8 @@ export class LiveEngine {
     const binder = new ColumnBinder();
     const scope = scopeFor(this.api, caller, binder);
     const expr = kind === 'list' ? listSql(scope, model, field) : kind === 'byPk' ? byPkSql(scope, model, field) : aggregateSql(scope, model, field);
-    const { text, values } = compileSql(sql`SELECT ${expr}`);
-    const key = `${text}\u0000${JSON.stringify(values)}`;
+    const compiled = compileSql(sql`SELECT ${expr}`);
+    const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
     let shape = this.live.get(key);
     if (!shape) {
       shape = { key, expr, width: binder.values.length, tables: tablesRead(this.api, model, field), subscribers: new Map(), dirty: false, newcomers: new Set(), running: false };
@@ -139,10 +140,11 @@ export class LiveEngine {
       this.stats.shapes++;
     }
     const owner = shape;
+    const values = binder.values;
     return new Repeater<unknown>(async (push, stop) => {
       const sub: LiveSubscriber = {
-        sid: randomUUID(),
-        values: binder.values,
+        sid: String(++this.sids),
+        values,
         hash: null,
         push: (result) => void push(result),
         fail: (err) => stop(subscriptionError(err)),
@@ -155,8 +157,8 @@ export class LiveEngine {
       owner.subscribers.delete(sub.sid);
       owner.newcomers.delete(sub);
       this.stats.subscriptions--;
-      if (owner.subscribers.size === 0 && this.live.get(key) === owner) {
-        this.live.delete(key);
+      if (owner.subscribers.size === 0 && this.live.get(owner.key) === owner) {
+        this.live.delete(owner.key);
         this.stats.shapes--;
       }
     });
@@ -193,7 +195,7 @@ export class LiveEngine {
     const mine = binder.values.slice();
     return new Repeater<unknown>(async (push, stop) => {
       const sub: ChangeSubscriber = {
-        sid: randomUUID(),
+        sid: String(++this.sids),
         values: mine,
         cursor: after ?? this.source.head(),
         backlog: after ? [] : null,
@@ -207,8 +209,8 @@ export class LiveEngine {
       await stop;
       owner.subscribers.delete(sub.sid);
       this.stats.subscriptions--;
-      if (owner.subscribers.size === 0 && this.changeShapes.get(key) === owner) {
-        this.changeShapes.delete(key);
+      if (owner.subscribers.size === 0 && this.changeShapes.get(owner.key) === owner) {
+        this.changeShapes.delete(owner.key);
         this.stats.shapes--;
       }
     });
