@@ -265,4 +265,16 @@ describe('rowgate capture (CLI) and removeCapture', () => {
       log.mockRestore();
     }
   });
+
+  it('removing capture leaves other objects of the rowgate schema (the policies\' helpers) alone', async () => {
+    await installCapture(db.sql, 'public', ['acl']);
+    await db.sql`CREATE FUNCTION rowgate.kept() RETURNS int LANGUAGE sql AS 'SELECT 1'`;
+    await removeCapture(db.sql, 'public');
+    const [row] = await db.sql`SELECT rowgate.kept() AS one, to_regclass('rowgate.change_log') AS log`;
+    expect(row).toEqual({ one: 1, log: null });
+    await db.sql`DROP FUNCTION rowgate.kept()`;
+    await removeCapture(db.sql, 'public');
+    const [schema] = await db.sql`SELECT to_regnamespace('rowgate') AS oid`;
+    expect(schema!['oid']).toBeNull();
+  });
 });

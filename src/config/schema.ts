@@ -79,6 +79,9 @@ export const configSchema = z
         subscribersPerStatement: z.number().int().positive().max(10_000).default(1000),
         // Largest accepted HTTP request body; larger ones get 413 before any parsing.
         maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+        // Bytes a WebSocket may have queued for its client; past this the client is too slow and
+        // the socket is closed with 1013 ("try again later"), so one slow reader cannot grow memory.
+        maxSocketBufferBytes: z.number().int().positive().default(4 * 1024 * 1024),
       })
       .strict()
       .prefault({}),

@@ -8,7 +8,7 @@ import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
 import { createMaskError, logInternalError, useCaller, useErrorCodes, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
-import { createWebSocketTransport } from './ws.ts';
+import { createWebSocketTransport, type SlowSocket } from './ws.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -34,6 +34,8 @@ export interface GatewayOptions {
   logInternalError?: InternalErrorLogger;
   /** How long `close()` waits for in-flight requests before cutting connections (ms). */
   shutdownGraceMs?: number;
+  /** Told about every WebSocket closed (1013) because its client read too slowly; defaults to stderr. */
+  onSlowSocket?: (info: SlowSocket) => void;
 }
 
 /** Open long-lived connections, for benchmarks and monitoring. */
@@ -96,6 +98,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     allowedOrigins,
     maxSubscriptionsPerSocket: config.limits.maxSubscriptionsPerSocket,
     maxPayloadBytes: maxBodyBytes,
+    maxBufferedBytes: config.limits.maxSocketBufferBytes,
+    ...(options.onSlowSocket ? { onSlowSocket: options.onSlowSocket } : {}),
     maskError,
     logInternalError: options.logInternalError ?? logInternalError,
     path: GRAPHQL_PATH,
@@ -103,7 +107,15 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** SSE responses in flight: they never finish on their own, so close() ends them. */
   const streams = new Set<ServerResponse>();
 
+  /** Requests being answered: those still to send headers when close() starts are told to close their connection. */
+  const inFlight = new Set<ServerResponse>();
+  let closing: Promise<void> | null = null;
+
   const server = createServer((req, res) => {
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    // A request that arrives on a kept-alive connection during shutdown is answered, then the connection closes.
+    if (closing) res.setHeader('connection', 'close');
     void route(req, res).catch((err: unknown) => {
       (options.logInternalError ?? console.error)(err);
       if (!res.headersSent) sendJson(res, 500, graphqlError('Internal server error', 'INTERNAL_SERVER_ERROR'));
@@ -142,8 +154,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     await yoga.handle(req, res, { req, res });
   }
 
-  let closing: Promise<void> | null = null;
-
   return {
     server,
     yoga,
@@ -163,6 +173,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         // Sockets and streams first: server.close() would wait for them for the whole grace period.
         const live = webSockets.close(graceMs);
         for (const res of streams) res.destroy();
+        // In-flight requests finish, and their connections close after the response instead of
+        // idling in keep-alive, which would hold server.close() open until the client drops them.
+        for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
         if (!server.listening) return void live.then(() => resolve());
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
         server.close(() => {

@@ -25,7 +25,17 @@ export const WsCloseCode = {
   InternalServerError: CloseCode.InternalServerError,
   /** The gateway is shutting down (RFC 6455 "going away"). */
   GoingAway: 1001,
+  /** The client reads too slowly: its outgoing buffer passed `limits.maxSocketBufferBytes` (RFC 6455 "try again later"). */
+  TryAgainLater: 1013,
 } as const;
+
+/** What the transport reports when it drops a socket whose client does not read. */
+export interface SlowSocket {
+  /** Bytes queued for the socket when it was closed (`ws.bufferedAmount`). */
+  bufferedAmount: number;
+  /** The cap it passed (`limits.maxSocketBufferBytes`). */
+  limit: number;
+}
 
 export interface WebSocketTransportOptions {
   yoga: Yoga;
@@ -45,6 +55,13 @@ export interface WebSocketTransportOptions {
   keepAliveMs?: number;
   /** How long a socket may stay open without `connection_init` (ms); then graphql-ws closes it with 4408. */
   connectionInitWaitTimeoutMs?: number;
+  /**
+   * `limits.maxSocketBufferBytes`: a socket whose unsent bytes pass this is closed with 1013 (and
+   * cut after `SLOW_CLOSE_GRACE_MS` if its client does not take the close frame either).
+   */
+  maxBufferedBytes?: number;
+  /** Told about every socket closed for reading too slowly (default: one line on stderr). */
+  onSlowSocket?: (info: SlowSocket) => void;
 }
 
 export interface WebSocketStats {
@@ -79,6 +96,9 @@ type Enveloped = ReturnType<Yoga['getEnveloped']>;
 
 const DEFAULT_KEEP_ALIVE_MS = 12_000;
 const DEFAULT_CONNECTION_INIT_WAIT_MS = 3_000;
+export const DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/** How long a slow socket gets to take its close frame before it is cut. */
+const SLOW_CLOSE_GRACE_MS = 1_000;
 /** RFC 6455: a close frame's reason is at most 123 bytes. */
 const MAX_CLOSE_REASON_BYTES = 123;
 /** setTimeout fires at once for delays past 2^31 - 1 ms (~24.8 days). */
@@ -87,6 +107,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
   const { yoga, authenticator, allowedOrigins, maxSubscriptionsPerSocket, maskError, logInternalError } = options;
   const keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  const onSlowSocket =
+    options.onSlowSocket ??
+    ((info: SlowSocket) => console.error(`rowgate: closed a WebSocket whose client reads too slowly (${info.bufferedAmount} bytes queued, limit ${info.limit})`));
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -236,11 +260,14 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     const closed = server.opened(
       {
         protocol: socket.protocol,
-        send: (data) =>
-          new Promise<void>((resolve, reject) => {
-            if (socket.readyState !== socket.OPEN) return resolve();
-            socket.send(data, (err) => (err ? reject(err) : resolve()));
-          }),
+        // Not awaiting the write: a client that does not read would stall graphql-ws's loop, and
+        // its results would pile up unbounded in the subscriptions' iterators instead. Queued
+        // bytes are counted by ws (bufferedAmount) and capped here; write errors close the socket.
+        send: (data) => {
+          if (socket.readyState !== socket.OPEN) return;
+          socket.send(data);
+          if (socket.bufferedAmount > maxBufferedBytes) closeSlow(socket);
+        },
         close: (code, reason) => closeSocket(socket, code ?? 1000, reason ?? ''),
         onMessage: (handle) =>
           socket.on('message', (data) => {
@@ -259,6 +286,19 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       // Returns every running operation's iterator; onComplete then forgets each.
       closed(code, reason.toString()).catch(logInternalError);
     });
+  }
+
+  /** Closes a socket whose client does not keep up (1013), and cuts it if the close frame cannot get through either. */
+  function closeSlow(socket: WebSocket): void {
+    const bufferedAmount = socket.bufferedAmount;
+    closeSocket(socket, WsCloseCode.TryAgainLater, 'try again later: the client reads too slowly (limits.maxSocketBufferBytes)');
+    const cut = setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS);
+    socket.once('close', () => clearTimeout(cut));
+    try {
+      onSlowSocket({ bufferedAmount, limit: maxBufferedBytes });
+    } catch (err) {
+      logInternalError(err);
+    }
   }
 
   return {

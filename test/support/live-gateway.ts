@@ -4,7 +4,7 @@ import { connect } from '../../src/db/index.ts';
 import { buildApi } from '../../src/schema/index.ts';
 import type { LiveEngine } from '../../src/live/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
-import { createGateway, type Gateway } from '../../src/server/http.ts';
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/server/http.ts';
 import { signToken } from '../../src/server/token.ts';
 import type { TestDatabase } from './db.ts';
 import type { GraphQLResponse } from './gateway.ts';
@@ -28,7 +28,7 @@ export interface LiveGateway {
 }
 
 /** A complete gateway as `rowgate serve` assembles it: capture, change feed, live engine, HTTP + WS. */
-export async function startLiveGateway(db: TestDatabase, config: Record<string, unknown>, port = 0): Promise<LiveGateway> {
+export async function startLiveGateway(db: TestDatabase, config: Record<string, unknown>, port = 0, options: Pick<GatewayOptions, 'onSlowSocket'> = {}): Promise<LiveGateway> {
   const parsed = parseConfig({ auth: { jwt: { secret: LIVE_SECRET } }, ...config, limits: { maxSubscriptionsPerSocket: 1000, ...((config['limits'] as object) ?? {}) } }, {});
   const rules = await compile(db, parsed.tables as Record<string, unknown>);
   const catalog = await db.catalog();
@@ -39,7 +39,7 @@ export async function startLiveGateway(db: TestDatabase, config: Record<string, 
   const sql = connect(db.url, { max: 10 });
   const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });
   const { schema, live } = buildApi({ config: parsed, catalog, rules, sql, changes: feed });
-  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, readiness: [async () => feed.ready()] });
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, readiness: [async () => feed.ready()], ...options });
   const { url } = await gateway.listen(port);
   const wsUrl = url.replace(/^http/, 'ws');
   const token = (sender: string) => signToken(parsed, { sender, expires: '1h' });

@@ -141,7 +141,12 @@ export async function removeCapture(db: Sql, schema: string): Promise<{ removed:
       await run(sql`DROP TRIGGER ${sql.identifier(String(t['name']))} ON ${sql.identifier(schema, String(t['table']))}`);
       removed.add(String(t['table']));
     }
-    await run(sql`DROP SCHEMA IF EXISTS rowgate CASCADE`);
+    // Only capture's own objects: `rowgate policies` keeps its helpers in the same schema, and
+    // dropping those would drop the policies that use them.
+    await run(sql`DROP FUNCTION IF EXISTS rowgate.capture_row(), rowgate.capture_statement(), rowgate.stamp(integer)`);
+    await run(sql`DROP TABLE IF EXISTS rowgate.change_log`);
+    const [left] = await run(sql`SELECT count(*)::int AS n FROM pg_depend d JOIN pg_namespace n ON d.refobjid = n.oid WHERE n.nspname = 'rowgate' AND d.refclassid = 'pg_namespace'::regclass`);
+    if (Number(left?.['n'] ?? 0) === 0) await run(sql`DROP SCHEMA IF EXISTS rowgate`);
     return { removed: [...removed].sort() };
   });
 }
