@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.ts';
-import { startLive, type LiveHarness } from './support/live.ts';
+import { parse, subscribe } from 'graphql';
+import { asCaller, startLive, type LiveHarness } from './support/live.ts';
 
 // Live queries through the engine, in-process (the transports have their own tests): first result
 // at once, a new one after each commit that changes it, never an unchanged one, and visibility
@@ -73,6 +74,23 @@ describe('live queries', () => {
     await db.sql`DELETE FROM admin WHERE identity = 'carol'`;
     expect((await carol.next()).data).toEqual({ player_by_pk: null });
     await carol.close();
+  });
+
+  it('a subscriber that does not read gets the latest result when it does, never an overflow', async () => {
+    const result = await subscribe({ schema: h.schema, document: parse('subscription { account_by_pk(id: 1) { name } }'), contextValue: { caller: asCaller('admin') } });
+    if (!(Symbol.asyncIterator in result)) throw new Error('refused');
+    const it = result[Symbol.asyncIterator]();
+    expect((await it.next()).value).toEqual({ data: { account_by_pk: { name: 'Alice 3' } } });
+    // 1,100 new results while nobody reads: more than the 1,024 pushes a plain Repeater holds.
+    for (let i = 0; i < 1100; i++) {
+      const before = h.live.stats.statements;
+      await db.sql`UPDATE account SET name = ${`n${i}`} WHERE id = 1`;
+      await h.feed.poll();
+      while (h.live.stats.statements === before) await new Promise((r) => setImmediate(r));
+    }
+    const latest = await it.next();
+    expect(latest).toEqual({ done: false, value: { data: { account_by_pk: { name: 'n1099' } } } });
+    await it.return?.();
   });
 
   it('many subscribers of one shape share one statement per commit', async () => {

@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql';
-import { Repeater } from 'graphql-yoga';
+import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
 import { compileSql, type Sql } from '../db/index.ts';
 import { aggregateSql, byPkSql, listSql, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
@@ -13,6 +13,9 @@ import { streamBatches } from './stream.ts';
 import { tablesRead } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
+
+/** Unread change events kept per subscription before the stream is ended (the client resumes). */
+const CHANGE_BUFFER = 10_000;
 
 export interface LiveStats {
   /** SQL statements the engine has run (live queries, change streams, streams). */
@@ -141,6 +144,7 @@ export class LiveEngine {
     }
     const owner = shape;
     const values = binder.values;
+    // Only the latest result matters: a client that reads slowly skips states, never the last one.
     return new Repeater<unknown>(async (push, stop) => {
       const sub: LiveSubscriber = {
         sid: String(++this.sids),
@@ -161,7 +165,7 @@ export class LiveEngine {
         this.live.delete(owner.key);
         this.stats.shapes--;
       }
-    });
+    }, new SlidingBuffer(1));
   }
 
   /**
@@ -200,7 +204,15 @@ export class LiveEngine {
         cursor: after ?? this.source.head(),
         backlog: after ? [] : null,
         fields: field.children.map((c) => ({ key: c.key, name: c.name })),
-        push: (event) => void push(event),
+        push: (event) => {
+          // Events cannot be skipped: past CHANGE_BUFFER unread events the stream ends, and the
+          // client resumes with `after` (nothing is lost, the change log still has them).
+          try {
+            push(event).catch(() => {});
+          } catch {
+            stop(new GraphQLError(`the client reads too slowly: more than ${CHANGE_BUFFER} events are waiting; resume with after`, { extensions: { code: 'LIMIT_EXCEEDED' } }));
+          }
+        },
         fail: (err) => stop(subscriptionError(err)),
       };
       owner.subscribers.set(sub.sid, sub);
@@ -213,7 +225,7 @@ export class LiveEngine {
         this.changeShapes.delete(owner.key);
         this.stats.shapes--;
       }
-    });
+    }, new FixedBuffer(CHANGE_BUFFER));
   }
 
   private async catchUp(shape: ChangeShapeState, sub: ChangeSubscriber): Promise<void> {
