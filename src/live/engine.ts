@@ -2,15 +2,15 @@ import { GraphQLError } from 'graphql';
 import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
 import { compileSql, type Sql } from '../db/index.ts';
-import { aggregateSql, byPkSql, listSql, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
+import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
 import { and, type Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
-import { evaluateLive, type LiveShape, type LiveSubscriber } from './live-query.ts';
+import { evaluateLive, IMAGE, type LiveShape, type LiveSubscriber } from './live-query.ts';
 import { comparePositions, type Change, type ChangeSource } from './source.ts';
 import { streamBatches } from './stream.ts';
-import { tablesRead } from './tables.ts';
+import { rowTargetable, tablesRead } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -35,10 +35,16 @@ class SerialQueue {
 }
 
 interface LiveShapeState extends LiveShape {
+  /** Every subscriber must be re-evaluated. */
   dirty: boolean;
+  /** Changed rows of the root table (JSON images) not yet looked at; see rowTargetable. */
+  images: string[];
   newcomers: Set<LiveSubscriber>;
   running: boolean;
 }
+
+/** Past this many changed rows in one go, finding who they affect costs more than re-evaluating all. */
+const MAX_TARGETED_IMAGES = 500;
 
 interface ChangeShapeState extends ChangeShape {
   queue: SerialQueue;
@@ -89,10 +95,19 @@ export class LiveEngine {
   private onChanges(changes: Change[]): void {
     const tables = new Set(changes.map((c) => c.table));
     for (const shape of this.live.values()) {
-      if ([...shape.tables].some((t) => tables.has(t))) {
+      const touched = [...shape.tables].filter((t) => tables.has(t));
+      if (touched.length === 0) continue;
+      if (shape.match && touched.length === 1 && touched[0] === shape.table) {
+        for (const c of changes) {
+          if (c.table !== shape.table) continue;
+          if (c.old) shape.images.push(JSON.stringify(c.old));
+          if (c.new) shape.images.push(JSON.stringify(c.new));
+        }
+        if (shape.images.length > MAX_TARGETED_IMAGES) shape.dirty = true;
+      } else {
         shape.dirty = true;
-        this.drain(shape);
       }
+      this.drain(shape);
     }
     for (const shape of this.changeShapes.values()) {
       const ready: ChangeSubscriber[] = [];
@@ -112,11 +127,23 @@ export class LiveEngine {
     shape.running = true;
     void (async () => {
       try {
-        while (shape.dirty || shape.newcomers.size) {
-          const subs = shape.dirty ? [...shape.subscribers.values()] : [...shape.newcomers];
+        while (shape.dirty || shape.images.length || shape.newcomers.size) {
+          const dirty = shape.dirty;
+          const images = shape.images;
+          const newcomers = [...shape.newcomers];
           shape.dirty = false;
+          shape.images = [];
           shape.newcomers.clear();
-          await evaluateLive(this.db, shape, subs, this.batch, this.count);
+          if (dirty) {
+            await evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count);
+            continue;
+          }
+          if (newcomers.length) await evaluateLive(this.db, shape, newcomers, this.batch, this.count);
+          if (images.length) {
+            const fresh = new Set(newcomers);
+            const others = [...shape.subscribers.values()].filter((sub) => !fresh.has(sub));
+            await evaluateLive(this.db, shape, others, this.batch, this.count, images);
+          }
         }
       } catch (err) {
         // The database stayed unreachable through every retry: keep the subscriptions, and try
@@ -134,11 +161,28 @@ export class LiveEngine {
     const binder = new ColumnBinder();
     const scope = scopeFor(this.api, caller, binder);
     const expr = kind === 'list' ? listSql(scope, model, field) : kind === 'byPk' ? byPkSql(scope, model, field) : aggregateSql(scope, model, field);
-    const compiled = compileSql(sql`SELECT ${expr}`);
+    // Rendered after expr, with the same binder: its values are the columns after expr's.
+    const match = rowTargetable(this.api, model, field)
+      ? and([this.visibleFor(scope, model, IMAGE), kind === 'byPk' ? pkMatch(scope, model, IMAGE, field.args) : whereSql(scope, model, IMAGE, field.args['where'] as Record<string, unknown> | undefined)])
+      : null;
+    const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}`);
     const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
     let shape = this.live.get(key);
     if (!shape) {
-      shape = { key, expr, width: binder.values.length, tables: tablesRead(this.api, model, field), subscribers: new Map(), dirty: false, newcomers: new Set(), running: false };
+      shape = {
+        key,
+        table: model.name,
+        schema: this.api.schema,
+        expr,
+        match,
+        width: binder.values.length,
+        tables: tablesRead(this.api, model, field),
+        subscribers: new Map(),
+        dirty: false,
+        images: [],
+        newcomers: new Set(),
+        running: false,
+      };
       this.live.set(key, shape);
       this.stats.shapes++;
     }

@@ -45,8 +45,13 @@ function response(field: SelectedField, result: MutationResult): Record<string, 
   return out;
 }
 
+/** The row `alias` has the primary key given in `values`. */
+export function pkMatch(scope: Scope, model: TableModel, alias: Alias, values: Record<string, unknown>): SQL {
+  return and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, values[k.name])}`));
+}
+
 function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown>): (alias: Alias) => SQL {
-  return (alias) => and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, values[k.name])}`));
+  return (alias) => pkMatch(scope, model, alias, values);
 }
 
 export function createResolvers(api: ApiModel, db: Sql): Resolvers {
