@@ -76,6 +76,23 @@ describe('live queries', () => {
     await carol.close();
   });
 
+  it('a row moving from one subscriber\'s filter into another\'s reaches both', async () => {
+    const a = await h.open('admin', 'subscription { account(where: {name: {_eq: "Mover A"}}) { id } }');
+    const b = await h.open('admin', 'subscription { account(where: {name: {_eq: "Mover B"}}) { id } }');
+    expect((await a.next()).data).toEqual({ account: [] });
+    expect((await b.next()).data).toEqual({ account: [] });
+    await db.sql`INSERT INTO account VALUES (20, 'mover', 'Mover A')`;
+    expect((await a.next()).data).toEqual({ account: [{ id: 20 }] });
+    await db.sql`UPDATE account SET name = 'Mover B' WHERE id = 20`;
+    expect((await a.next()).data).toEqual({ account: [] });
+    expect((await b.next()).data).toEqual({ account: [{ id: 20 }] });
+    await db.sql`DELETE FROM account WHERE id = 20`;
+    expect((await b.next()).data).toEqual({ account: [] });
+    expect(a.pending()).toBe(0);
+    await a.close();
+    await b.close();
+  });
+
   it('a subscriber that does not read gets the latest result when it does, never an overflow', async () => {
     const result = await subscribe({ schema: h.schema, document: parse('subscription { account_by_pk(id: 1) { name } }'), contextValue: { caller: asCaller('admin') } });
     if (!(Symbol.asyncIterator in result)) throw new Error('refused');
