@@ -116,7 +116,8 @@ export async function insertRows(
 function conflictSql(scope: Scope, caller: Caller, model: TableModel, alias: Alias, onConflict: Record<string, unknown>): SQL {
   const constraint = String(onConflict['constraint']);
   if (!model.table.uniques.some((u) => u.name === constraint)) throw badInput(`unknown constraint ${constraint}`);
-  const updateColumns = (onConflict['update_columns'] as string[] | undefined) ?? [];
+  // A column listed twice would be assigned twice, which PostgreSQL refuses.
+  const updateColumns = [...new Set((onConflict['update_columns'] as string[] | undefined) ?? [])];
   const target = sql` ON CONFLICT ON CONSTRAINT ${sql.identifier(constraint)}`;
   if (updateColumns.length === 0) return sql`${target} DO NOTHING`;
   const update = model.policy.update;
@@ -148,6 +149,9 @@ export async function updateRows(
     ensureColumns(model, set ?? {}, policy.columns, 'updated');
     ensureColumns(model, inc ?? {}, policy.columns, 'updated');
   }
+  // One assignment per column: PostgreSQL refuses a column set twice (and which would win?).
+  const both = Object.keys(set ?? {}).filter((name) => name in (inc ?? {}));
+  if (both.length) throw badInput(`column "${both[0]}" is in both _set and _inc; give it in one of them`);
   const alias = Symbol(model.name);
   const assignments: SQL[] = [];
   for (const [name, value] of Object.entries(set ?? {})) {

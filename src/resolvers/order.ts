@@ -40,7 +40,8 @@ function terms(scope: Scope, model: TableModel, alias: Alias, item: Record<strin
       if (!dir) throw badInput(`${key} can be ordered by count only`);
       const other = Symbol(aggregate.target);
       const where = and([joinCondition(aggregate, alias, other), visible(scope, aggregate.target, other)]);
-      out.push(sql`(SELECT count(*) FROM ${tableRef(scope, aggregate.target)} AS ${sql.identifier(other)} WHERE ${where}) ${dir}`);
+      // Wrapped like a column: through an object relationship the count is taken inside its subquery.
+      out.push(sql`${wrap(sql`(SELECT count(*) FROM ${tableRef(scope, aggregate.target)} AS ${sql.identifier(other)} WHERE ${where})`)} ${dir}`);
       continue;
     }
     const rel = model.relationships.find((r) => r.kind === 'object' && r.name === key);

@@ -127,7 +127,11 @@ export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, 
           const fn = { sum: sql`sum`, avg: sql`avg`, max: sql`max`, min: sql`min` }[a.name as (typeof AGGREGATES)[number]];
           const cols: [string, SQL][] = a.children.map((c) => {
             const col = column(model, c.name);
-            const value = sql`${fn}(${sql.identifier(alias, col.name)})`;
+            // PostgreSQL has no min/max for uuid; the canonical text form sorts the same way.
+            const value =
+              col.type.name === 'uuid' && (a.name === 'max' || a.name === 'min')
+                ? sql`${fn}(${sql.identifier(alias, col.name)}::text)::uuid`
+                : sql`${fn}(${sql.identifier(alias, col.name)})`;
             const asText = a.name === 'avg' ? sql`${value}::float8` : col.scalar.asText || a.name === 'sum' ? sql`${value}::text` : value;
             return [c.key, asText];
           });
@@ -137,5 +141,7 @@ export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, 
       pairs.push([part.key, buildObject(inner)]);
     }
   }
-  return sql`(SELECT ${buildObject(pairs)} FROM ${from})`;
+  // GROUP BY (): exactly one row even when no aggregate function is selected (`{ __typename }`,
+  // `aggregate { __typename }`), which would otherwise give NULL for no rows or fail for several.
+  return sql`(SELECT ${buildObject(pairs)} FROM ${from} GROUP BY ())`;
 }

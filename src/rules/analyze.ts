@@ -18,6 +18,12 @@ function str(node: Node | undefined): string | null {
 }
 
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+/**
+ * How deeply expressions may nest (operators, function calls, casts, NOT …). Far beyond any real
+ * rule; without a bound, a rule like `1 + 1 + … + 1` overflows the analyzer's (and later the
+ * renderer's) stack and startup dies with a RangeError instead of a problem report.
+ */
+const MAX_DEPTH = 200;
 const TEXT: TypeRef = { schema: 'pg_catalog', name: 'text', category: 'S', enumLabels: [] };
 const BOOL_TESTS: Record<string, BoolTest> = {
   IS_TRUE: 'IS TRUE', IS_NOT_TRUE: 'IS NOT TRUE', IS_FALSE: 'IS FALSE',
@@ -40,7 +46,11 @@ const NODE_NAMES: Record<string, string> = {
 class Analyzer {
   private readonly instances: Instance[] = [];
   private readonly byName = new Map<string, number>();
-  private readonly quals: Node[] = [];
+  /** ON conditions, each with the instances of its own join (the only ones it may use, as in PostgreSQL). */
+  private readonly quals: { node: Node; from: number; to: number }[] = [];
+  /** While an ON condition is analyzed: the instances [from, to) it may refer to. */
+  private scope: { from: number; to: number } | null = null;
+  private depth = 0;
 
   constructor(
     private readonly catalog: Catalog,
@@ -72,7 +82,15 @@ class Analyzer {
     for (const item of select.fromClause ?? []) this.from(item);
     if (this.instances.length === 0) this.fail('the rule has no FROM', undefined, `Write \`SELECT * FROM ${this.table} WHERE …\`.`);
     const target = this.target(select);
-    const conditions = [...this.quals, ...(select.whereClause ? [select.whereClause] : [])].map((q) => this.bool(q));
+    const conditions = this.quals.map((q) => {
+      this.scope = q;
+      try {
+        return this.bool(q.node);
+      } finally {
+        this.scope = null;
+      }
+    });
+    if (select.whereClause) conditions.push(this.bool(select.whereClause));
     const condition = conditions.length === 0 ? null : conditions.length === 1 ? conditions[0]! : { k: 'bool' as const, op: 'AND' as const, args: conditions };
     return { instances: this.instances, target, condition };
   }
@@ -120,9 +138,10 @@ class Analyzer {
         }
         if (join.isNatural || join.usingClause) this.notAllowed(join.isNatural ? 'NATURAL JOIN' : 'JOIN … USING', this.locationOf(join.rarg), 'Write the condition with ON.');
         if (join.alias) this.notAllowed('an alias for a join', this.locationOf(join.rarg), 'Alias the tables, not the join.');
+        const from = this.instances.length;
         if (join.larg) this.from(join.larg);
         if (join.rarg) this.from(join.rarg);
-        if (join.quals) this.quals.push(join.quals);
+        if (join.quals) this.quals.push({ node: join.quals, from, to: this.instances.length });
         return;
       }
       default:
@@ -157,7 +176,9 @@ class Analyzer {
     const hint = `Return whole rows of ${this.table}: \`SELECT * FROM ${this.table} …\` or, with joins, \`SELECT t.* FROM ${this.table} t JOIN …\`.`;
     const list = s.targetList ?? [];
     const first = list[0];
-    if (!first || list.length !== 1) this.fail('a rule returns exactly one table\'s rows; column lists are not allowed', this.locationOf(list[1] ?? first), hint);
+    // `SELECT FROM t` has no target to point at: the caret goes under SELECT.
+    if (!first) throw new RuleError('a rule returns exactly one table\'s rows; this SELECT returns no columns', this.parsed.start, hint);
+    if (list.length !== 1) this.fail('a rule returns exactly one table\'s rows; column lists are not allowed', this.locationOf(list[1]), hint);
     const res = body<{ name?: string; val?: Node; location?: number }>(first);
     if (res.name) this.fail('a rule cannot rename what it returns', res.location, hint);
     const val = res.val;
@@ -185,16 +206,27 @@ class Analyzer {
     return target;
   }
 
+  private inScope(inst: number): boolean {
+    return !this.scope || (inst >= this.scope.from && inst < this.scope.to);
+  }
+
+  /** PostgreSQL: "invalid reference to FROM-clause entry", e.g. `FROM a, b JOIN c ON c.x = a.x`. */
+  private outOfScope(alias: string, location: number | undefined): never {
+    this.fail(`"${alias}" cannot be used in this ON condition: it is not part of this JOIN`, location, 'An ON condition may use only the tables its JOIN joins; move the condition to WHERE.');
+  }
+
   private resolve(ref: ColumnRef): { inst: number; column: string; type: TypeRef } {
     const fields = ref.fields ?? [];
     const names = fields.map(str);
     if (names.some((n) => n === null)) this.notAllowed('`*` in a condition', ref.location);
     if (fields.length === 1) {
       const col = names[0]!;
-      const matches = this.instances.flatMap((inst, i) => {
+      const all = this.instances.flatMap((inst, i) => {
         const c = column(this.catalog.tables.get(inst.table)!, col);
         return c ? [{ inst: i, column: col, type: c.type }] : [];
       });
+      const matches = all.filter((m) => this.inScope(m.inst));
+      if (matches.length === 0 && all.length > 0) this.outOfScope(this.instances[all[0]!.inst]!.name, ref.location);
       if (matches.length === 1) return matches[0]!;
       if (matches.length > 1) this.fail(`column "${col}" is ambiguous`, ref.location, `Qualify it: ${matches.map((m) => `${this.instances[m.inst]!.name}.${col}`).join(' or ')}.`);
       const param = ['sender', 'identity', 'user'].includes(col) ? ` To compare with the caller, write \`:sender\`.` : '';
@@ -204,6 +236,7 @@ class Analyzer {
       const [alias, col] = names as [string, string];
       const inst = this.byName.get(alias);
       if (inst === undefined) this.fail(`"${alias}" is not a table in FROM`, ref.location, `Tables in FROM: ${[...this.byName.keys()].join(', ')}.`);
+      if (!this.inScope(inst)) this.outOfScope(alias, ref.location);
       const table = this.catalog.tables.get(this.instances[inst]!.table)!;
       const c = column(table, col);
       if (!c) this.fail(`unknown column "${alias}.${col}"`, ref.location, `Columns of ${table.name}: ${table.columns.map((x) => x.name).join(', ')}.`);
@@ -252,6 +285,20 @@ class Analyzer {
   }
 
   private expr(node: Node, hint: TypeRef | null): Expr {
+    if (this.depth >= MAX_DEPTH) {
+      // The node's own location only: looking deeper could overflow the stack this guards.
+      const at = body<{ location?: number }>(node).location;
+      this.fail(`the rule is too deeply nested (more than ${MAX_DEPTH} levels of operators, calls or casts)`, at, 'Simplify the condition, e.g. list several rules instead of one long expression.');
+    }
+    this.depth++;
+    try {
+      return this.exprAt(node, hint);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private exprAt(node: Node, hint: TypeRef | null): Expr {
     const kind = kindOf(node);
     switch (kind) {
       case 'ColumnRef': {
@@ -395,12 +442,18 @@ class Analyzer {
   }
 }
 
+/** Iterative: the tree may be nested deeper than the stack goes (e.g. `ORDER BY 1 + 1 + … + 1`). */
 function earliestLocation(value: unknown): number | undefined {
-  if (!value || typeof value !== 'object') return undefined;
   let best: number | undefined;
-  for (const [key, v] of Object.entries(value)) {
-    const found = key === 'location' && typeof v === 'number' ? (v >= 0 ? v : undefined) : earliestLocation(v);
-    if (found !== undefined && (best === undefined || found < best)) best = found;
+  const stack: unknown[] = [value];
+  while (stack.length) {
+    const v = stack.pop();
+    if (!v || typeof v !== 'object') continue;
+    for (const [key, child] of Object.entries(v)) {
+      if (key === 'location' && typeof child === 'number') {
+        if (child >= 0 && (best === undefined || child < best)) best = child;
+      } else stack.push(child);
+    }
   }
   return best;
 }

@@ -134,6 +134,10 @@ function joinWithoutOn(tokens: ScanToken[], errorByte: number): { table: string;
 
 /** Parses one rule with the real PostgreSQL parser. Throws RuleError with a position on any syntax error. */
 export function parseRule(text: string): ParsedRule {
+  // The parser reads a C string: it would stop at a NUL and compile only the text before it, so
+  // `… WHERE public\u0000 AND owner = :sender` would silently lose its second condition.
+  const nul = text.indexOf('\u0000');
+  if (nul >= 0) throw new RuleError('a rule cannot contain a NUL character (\\u0000)', nul, 'Remove it: PostgreSQL would read the rule only up to it.');
   const tokens = scan(text);
   const rewritten = rewriteParams(text, tokens);
   const toChar = byteToCharIndex(rewritten.text);
@@ -141,6 +145,10 @@ export function parseRule(text: string): ParsedRule {
   try {
     result = parseSync(rewritten.text);
   } catch (err) {
+    if (err instanceof RangeError) {
+      // The parse tree of e.g. `1 + 1 + … + 1` is deeper than the stack that turns it into JSON.
+      throw new RuleError('the rule is too deeply nested (or too long) to parse', null, 'Simplify the condition, e.g. list several rules instead of one long expression.');
+    }
     const details = (err as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
     const message = details?.message ?? (err instanceof Error ? err.message : String(err));
     // cursorPosition is a 0-based offset in code points (PostgreSQL counts characters) into the rewritten text.
