@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
-import type { Change } from './source.ts';
+import { comparePositions, type Change } from './source.ts';
 
 /** One `t_changes` subscriber. */
 export interface ChangeSubscriber {
@@ -71,7 +71,7 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
     }
   }
   const last = changes.at(-1)?.position;
-  if (last) for (const sub of subs) sub.cursor = last;
+  if (last) for (const sub of subs) if (comparePositions(last, sub.cursor) > 0) sub.cursor = last;
 }
 
 async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], count: () => void): Promise<void> {
@@ -98,7 +98,9 @@ async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part:
   for (const row of rows) {
     const sub = bySid.get(row.sid);
     const change = part[row.i - 1];
-    if (!sub || !change) continue;
+    // A subscriber never gets a change at or before its cursor (where it started, or what its
+    // catch-up from the log already covered).
+    if (!sub || !change || comparePositions(change.position, sub.cursor) <= 0) continue;
     const op = eventOp(change.op, row.n === true, row.o === true);
     if (!op) continue;
     const rowImages = op === 'DELETE' || !row.nj ? null : (JSON.parse(row.nj) as Record<string, unknown>);

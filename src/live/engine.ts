@@ -24,16 +24,6 @@ export interface LiveStats {
   shapes: number;
 }
 
-/** Runs `task`s one after another; a task queued while one runs starts when it ends. */
-class SerialQueue {
-  private tail: Promise<void> = Promise.resolve();
-  push(task: () => Promise<void>): Promise<void> {
-    const next = this.tail.then(task, task);
-    this.tail = next.catch(() => {});
-    return next;
-  }
-}
-
 interface LiveShapeState extends LiveShape {
   /** Every subscriber must be re-evaluated. */
   dirty: boolean;
@@ -47,7 +37,9 @@ interface LiveShapeState extends LiveShape {
 const MAX_TARGETED_IMAGES = 500;
 
 interface ChangeShapeState extends ChangeShape {
-  queue: SerialQueue;
+  /** Changes of the table delivered and not yet evaluated; evaluated together, in order. */
+  pending: Change[];
+  running: boolean;
 }
 
 function subscriptionError(err: unknown): Error {
@@ -110,13 +102,11 @@ export class LiveEngine {
       this.drain(shape);
     }
     for (const shape of this.changeShapes.values()) {
-      const ready: ChangeSubscriber[] = [];
-      for (const sub of shape.subscribers.values()) {
-        if (sub.backlog) sub.backlog.push(...changes);
-        else ready.push(sub);
-      }
-      if (ready.length && tables.has(shape.table)) void shape.queue.push(() => evaluateChanges(this.db, shape, ready, changes, this.batch, this.count));
-      else for (const sub of ready) sub.cursor = changes.at(-1)?.position ?? sub.cursor;
+      const mine = changes.filter((c) => c.table === shape.table);
+      if (mine.length === 0) continue;
+      for (const sub of shape.subscribers.values()) sub.backlog?.push(...mine);
+      shape.pending.push(...mine);
+      this.drainChanges(shape);
     }
     for (const watcher of this.streamWatchers) if ([...watcher.tables].some((t) => tables.has(t))) watcher.wake();
   }
@@ -150,6 +140,28 @@ export class LiveEngine {
         // again on the next change (or the next subscriber) once it is back.
         shape.dirty = true;
         console.error('rowgate live: re-evaluation failed, will retry on the next change:', (err as Error).message);
+      } finally {
+        shape.running = false;
+      }
+    })();
+  }
+
+  /**
+   * Evaluates a change stream's pending changes for its subscribers that are live (not catching up):
+   * everything that arrived while one evaluation ran goes into the next, so a burst costs one
+   * statement per 500 changes and 1,000 subscribers, and subscribers who left are not evaluated.
+   */
+  private drainChanges(shape: ChangeShapeState): void {
+    if (shape.running) return;
+    shape.running = true;
+    void (async () => {
+      try {
+        while (shape.pending.length) {
+          const changes = shape.pending;
+          shape.pending = [];
+          const subs = [...shape.subscribers.values()].filter((sub) => !sub.backlog);
+          if (subs.length) await evaluateChanges(this.db, shape, subs, changes, this.batch, this.count);
+        }
       } finally {
         shape.running = false;
       }
@@ -235,7 +247,7 @@ export class LiveEngine {
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     let shape = this.changeShapes.get(key);
     if (!shape) {
-      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, subscribers: new Map(), queue: new SerialQueue() };
+      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, subscribers: new Map(), pending: [], running: false };
       this.changeShapes.set(key, shape);
       this.stats.shapes++;
     }
@@ -261,7 +273,9 @@ export class LiveEngine {
       };
       owner.subscribers.set(sub.sid, sub);
       this.stats.subscriptions++;
-      if (sub.backlog) void owner.queue.push(() => this.catchUp(owner, sub).catch((err: unknown) => sub.fail(err)));
+      // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
+      // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
+      if (sub.backlog) void this.catchUp(owner, sub).catch((err: unknown) => sub.fail(err));
       await stop;
       owner.subscribers.delete(sub.sid);
       this.stats.subscriptions--;
