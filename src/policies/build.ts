@@ -206,7 +206,11 @@ class TableBuilder {
     const create = `${ddlText(sql`CREATE OR REPLACE FUNCTION ${fn}(${args}) RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp`)}
   AS ${quoteLiteral(body)}`;
-    const call = sql`${fn}(${sql.join([...columns.map((c) => sql.identifier(this.row, c)), ...slots.map((s) => settingParam(s.name, s.type))], ', ')})`;
+    const direct = sql`${fn}(${sql.join([...columns.map((c) => sql.identifier(this.row, c)), ...slots.map((s) => settingParam(s.name, s.type))], ', ')})`;
+    // A predicate that reads no column of the row ("the caller is an admin") is the same for every
+    // row: as a sub-select PostgreSQL evaluates it once per statement (an InitPlan), not per row,
+    // and the other branch of the OR can still use its index (bench:peers: 0 → 3 req/s, see README).
+    const call = columns.length ? direct : sql`(SELECT ${direct})`;
     this.functions.set(kind, { name, kind, signature, create, call });
     return call;
   }
