@@ -6,6 +6,8 @@ import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 export interface LiveSubscriber {
   sid: string;
   values: (string | null)[];
+  /** `values` as one string, computed once: subscribers with equal keys share an evaluation. */
+  valuesKey: string;
   /** md5 of the last result sent; null before the first. */
   hash: string | null;
   push(result: unknown): void;
@@ -97,11 +99,10 @@ interface Group {
 function groupByValues(chunk: LiveSubscriber[]): Group[] {
   const groups = new Map<string, Group>();
   for (const sub of chunk) {
-    const key = JSON.stringify(sub.values);
-    let group = groups.get(key);
+    let group = groups.get(sub.valuesKey);
     if (!group) {
       group = { sid: String(groups.size), values: sub.values, members: [] };
-      groups.set(key, group);
+      groups.set(sub.valuesKey, group);
     }
     group.members.push(sub);
   }
