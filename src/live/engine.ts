@@ -200,11 +200,13 @@ export class LiveEngine {
     }
     const owner = shape;
     const values = binder.values;
+    const valuesKey = JSON.stringify(values);
     // Only the latest result matters: a client that reads slowly skips states, never the last one.
     return new Repeater<unknown>(async (push, stop) => {
       const sub: LiveSubscriber = {
         sid: String(++this.sids),
         values,
+        valuesKey,
         hash: null,
         push: (result) => void push(result),
         fail: (err) => stop(subscriptionError(err)),
