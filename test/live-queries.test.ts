@@ -93,6 +93,29 @@ describe('live queries', () => {
     await b.close();
   });
 
+  it('a change to a nested table reaches exactly the subscribers whose rows it hangs off', async () => {
+    const q = 'subscription { account(order_by: {id: asc}) { id players { level } } }';
+    const alice = await h.open('alice', q);
+    const bob = await h.open('bob', q);
+    const admin = await h.open('admin', q);
+    const levels = (r: { data?: Record<string, unknown> | null }) => (r.data?.['account'] as { id: number; players: { level: number }[] }[]).map((a) => [a.id, a.players.map((p) => p.level)]);
+    const before = levels(await alice.next());
+    await bob.next();
+    await admin.next();
+    await db.sql`UPDATE player SET level = level + 100 WHERE id = 2`;
+    expect(levels(await bob.next())).toEqual([[2, [101]]]);
+    expect(levels(await admin.next()).find(([id]) => id === 2)).toEqual([2, [101]]);
+    // A sentinel alice can see: the next payload she gets is about it, so nothing came for bob's player.
+    await db.sql`UPDATE player SET level = level + 1 WHERE id = 1`;
+    const after = levels(await alice.next());
+    expect(after).toEqual(before.map(([id, l]) => [id, (l as number[]).map((x) => x + 1)]));
+    await db.sql`UPDATE player SET level = level - 100 WHERE id = 2`;
+    await db.sql`UPDATE player SET level = level - 1 WHERE id = 1`;
+    expect(levels(await alice.next())).toEqual(before);
+    expect(alice.pending()).toBe(0);
+    await Promise.all([alice.close(), bob.close(), admin.close()]);
+  });
+
   it('a subscriber that does not read gets the latest result when it does, never an overflow', async () => {
     const result = await subscribe({ schema: h.schema, document: parse('subscription { account_by_pk(id: 1) { name } }'), contextValue: { caller: asCaller('admin') } });
     if (!(Symbol.asyncIterator in result)) throw new Error('refused');

@@ -1,4 +1,4 @@
-import type { ApiModel, TableModel } from '../schema/index.ts';
+import type { ApiModel, Relationship, TableModel } from '../schema/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import type { SelectedField } from '../resolvers/index.ts';
 
@@ -45,19 +45,26 @@ function readsItself(rules: CompiledRules, table: string): boolean {
   return set.some(({ rule }) => rule.instances.some((inst, i) => i !== rule.target && (inst.table === table || rules.readsTables(inst.table).has(table))));
 }
 
+/** A table of the selection and how it hangs off the root: the relationships from the root to it. */
+export interface Target {
+  table: string;
+  path: Relationship[];
+}
+
 /**
- * Whether a change to a row of the root table can only affect subscribers for whom that row (its old
- * or its new image) matches: true when the root table appears nowhere else in the subscription —
- * not in nested selections, filters or orderings, and not in its own rules (a self-join makes one
- * row's visibility depend on others). Then a commit touching only that table re-evaluates just the
- * subscribers whose filter and visibility match the changed rows, instead of all of them.
+ * The tables of a subscription whose changed rows can be mapped to the subscribers they affect:
+ * the root table (a changed row affects the subscribers its image matches), and each table selected
+ * through relationships below it (a changed row affects the subscribers whose matching root rows it
+ * hangs off). A table qualifies when it appears once in the selection, in no filter or ordering, and
+ * no visibility on its way from the root reads it (nor does its own: a self-join makes one row's
+ * visibility depend on others). Commits touching only such tables re-evaluate just the affected
+ * subscribers; any other commit re-evaluates every subscriber of the shape. Null: root not targetable.
  */
-export function rowTargetable(api: ApiModel, model: TableModel, field: SelectedField): boolean {
-  if (readsItself(api.rules, model.name)) return false;
-  let again = false;
-  const note = (m: TableModel) => {
-    if (m.name === model.name) again = true;
-  };
+export function targets(api: ApiModel, model: TableModel, field: SelectedField): Target[] | null {
+  const rules = api.rules;
+  const seen = new Map<string, number>();
+  const filtered = new Set<string>();
+  const found: Target[] = [];
   const visitFilter = (m: TableModel, exp: unknown): void => {
     if (!exp || typeof exp !== 'object') return;
     if (Array.isArray(exp)) return exp.forEach((e) => visitFilter(m, e));
@@ -65,24 +72,37 @@ export function rowTargetable(api: ApiModel, model: TableModel, field: SelectedF
       if (key === '_and' || key === '_or' || key === '_not') visitFilter(m, value);
       const rel = m.relationships.find((r) => r.name === key || `${r.name}_aggregate` === key);
       if (rel) {
-        const target = api.tables.get(rel.target)!;
-        note(target);
-        visitFilter(target, value);
+        filtered.add(rel.target);
+        visitFilter(api.tables.get(rel.target)!, value);
       }
     }
   };
-  const visit = (m: TableModel, f: SelectedField): void => {
+  const visit = (m: TableModel, f: SelectedField, path: Relationship[]): void => {
+    seen.set(m.name, (seen.get(m.name) ?? 0) + 1);
+    found.push({ table: m.name, path });
     visitFilter(m, f.args['where']);
     visitFilter(m, f.args['order_by']);
     for (const child of f.children) {
       const rel = m.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);
-      if (rel) {
-        const target = api.tables.get(rel.target)!;
-        note(target);
-        visit(target, child);
-      } else if (child.children.length) visit(m, child);
+      if (rel) visit(api.tables.get(rel.target)!, child, [...path, rel]);
+      else if (child.children.length) visitChildren(m, child, path);
     }
   };
-  visit(model, field);
-  return !again;
+  // Wrappers (aggregate { … }, nodes { … }) stay on the same table and the same path.
+  const visitChildren = (m: TableModel, f: SelectedField, path: Relationship[]): void => {
+    for (const child of f.children) {
+      const rel = m.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);
+      if (rel) visit(api.tables.get(rel.target)!, child, [...path, rel]);
+      else if (child.children.length) visitChildren(m, child, path);
+    }
+  };
+  visit(model, field, []);
+  const ok = (t: Target): boolean => {
+    if (seen.get(t.table) !== 1 || filtered.has(t.table) || readsItself(rules, t.table)) return false;
+    // No visibility from the root down to it may read it (the root's, and each table's on the way).
+    const above = [model.name, ...t.path.slice(0, -1).map((r) => r.target)];
+    return above.every((table) => table === t.table || !rules.readsTables(table).has(t.table));
+  };
+  if (!ok(found[0]!)) return null;
+  return found.filter(ok);
 }
