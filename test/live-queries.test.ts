@@ -128,9 +128,19 @@ describe('live queries', () => {
       await h.feed.poll();
       while (h.live.stats.statements === before) await new Promise((r) => setImmediate(r));
     }
-    const latest = await it.next();
-    expect(latest).toEqual({ done: false, value: { data: { account_by_pk: { name: 'n1099' } } } });
-    await it.return?.();
+    try {
+      // The last evaluation may still be on its way: the buffer then holds an earlier state, and the
+      // last one follows. Never more than that, and never an error.
+      const names: unknown[] = [];
+      for (let i = 0; i < 3 && names.at(-1) !== 'n1099'; i++) {
+        const step = await it.next();
+        expect(step.done).toBe(false);
+        names.push((step.value as { data: { account_by_pk: { name: string } } }).data.account_by_pk.name);
+      }
+      expect(names.at(-1)).toBe('n1099');
+    } finally {
+      await it.return?.();
+    }
   });
 
   it('many subscribers of one shape share one statement per commit', async () => {

@@ -2,6 +2,43 @@ import type { ApiModel, Relationship, TableModel } from '../schema/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import type { SelectedField } from '../resolvers/index.ts';
 
+const relationshipOf = (m: TableModel, name: string): Relationship | undefined =>
+  m.relationships.find((r) => r.name === name || `${r.name}_aggregate` === name);
+
+/**
+ * Walks a subscription: `selected` for every table of the selection (with the relationships from the
+ * root to it), `filtered` for every table a filter or an ordering reads through a relationship.
+ * Wrappers (aggregate, nodes) stay on the same table.
+ */
+function walk(api: ApiModel, model: TableModel, field: SelectedField, selected: (m: TableModel, path: Relationship[]) => void, filtered: (table: string) => void): void {
+  const visitFilter = (m: TableModel, exp: unknown): void => {
+    if (!exp || typeof exp !== 'object') return;
+    if (Array.isArray(exp)) return exp.forEach((e) => visitFilter(m, e));
+    for (const [key, value] of Object.entries(exp)) {
+      if (key === '_and' || key === '_or' || key === '_not') visitFilter(m, value);
+      const rel = relationshipOf(m, key);
+      if (rel) {
+        filtered(rel.target);
+        visitFilter(api.tables.get(rel.target)!, value);
+      }
+    }
+  };
+  const visitChildren = (m: TableModel, f: SelectedField, path: Relationship[]): void => {
+    for (const child of f.children) {
+      const rel = relationshipOf(m, child.name);
+      if (rel) visit(api.tables.get(rel.target)!, child, [...path, rel]);
+      else if (child.children.length) visitChildren(m, child, path);
+    }
+  };
+  const visit = (m: TableModel, f: SelectedField, path: Relationship[]): void => {
+    selected(m, path);
+    visitFilter(m, f.args['where']);
+    visitFilter(m, f.args['order_by']);
+    visitChildren(m, f, path);
+  };
+  visit(model, field, []);
+}
+
 /**
  * Every table whose changes can change a subscription's result: the tables its selection, filters
  * and orderings read, and every table the visibility rules of those tables read (an `admin` row
@@ -9,30 +46,7 @@ import type { SelectedField } from '../resolvers/index.ts';
  */
 export function tablesRead(api: ApiModel, model: TableModel, field: SelectedField): Set<string> {
   const direct = new Set<string>();
-  const visitFilter = (m: TableModel, exp: unknown): void => {
-    if (!exp || typeof exp !== 'object') return;
-    if (Array.isArray(exp)) return exp.forEach((e) => visitFilter(m, e));
-    for (const [key, value] of Object.entries(exp)) {
-      if (key === '_and' || key === '_or' || key === '_not') visitFilter(m, value);
-      const rel = m.relationships.find((r) => r.name === key || `${r.name}_aggregate` === key);
-      if (rel) {
-        direct.add(rel.target);
-        visitFilter(api.tables.get(rel.target)!, value);
-      }
-    }
-  };
-  const visit = (m: TableModel, f: SelectedField): void => {
-    direct.add(m.name);
-    visitFilter(m, f.args['where']);
-    visitFilter(m, f.args['order_by']);
-    for (const child of f.children) {
-      const rel = m.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);
-      if (rel) visit(api.tables.get(rel.target)!, child);
-      // Aggregate and mutation-response wrappers (aggregate, nodes, returning) stay on this table.
-      else if (child.children.length) visit(m, child);
-    }
-  };
-  visit(model, field);
+  walk(api, model, field, (m) => direct.add(m.name), (t) => direct.add(t));
   const all = new Set<string>();
   for (const table of direct) for (const t of api.rules.readsTables(table)) all.add(t);
   return all;
@@ -65,38 +79,16 @@ export function targets(api: ApiModel, model: TableModel, field: SelectedField):
   const seen = new Map<string, number>();
   const filtered = new Set<string>();
   const found: Target[] = [];
-  const visitFilter = (m: TableModel, exp: unknown): void => {
-    if (!exp || typeof exp !== 'object') return;
-    if (Array.isArray(exp)) return exp.forEach((e) => visitFilter(m, e));
-    for (const [key, value] of Object.entries(exp)) {
-      if (key === '_and' || key === '_or' || key === '_not') visitFilter(m, value);
-      const rel = m.relationships.find((r) => r.name === key || `${r.name}_aggregate` === key);
-      if (rel) {
-        filtered.add(rel.target);
-        visitFilter(api.tables.get(rel.target)!, value);
-      }
-    }
-  };
-  const visit = (m: TableModel, f: SelectedField, path: Relationship[]): void => {
-    seen.set(m.name, (seen.get(m.name) ?? 0) + 1);
-    found.push({ table: m.name, path });
-    visitFilter(m, f.args['where']);
-    visitFilter(m, f.args['order_by']);
-    for (const child of f.children) {
-      const rel = m.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);
-      if (rel) visit(api.tables.get(rel.target)!, child, [...path, rel]);
-      else if (child.children.length) visitChildren(m, child, path);
-    }
-  };
-  // Wrappers (aggregate { … }, nodes { … }) stay on the same table and the same path.
-  const visitChildren = (m: TableModel, f: SelectedField, path: Relationship[]): void => {
-    for (const child of f.children) {
-      const rel = m.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);
-      if (rel) visit(api.tables.get(rel.target)!, child, [...path, rel]);
-      else if (child.children.length) visitChildren(m, child, path);
-    }
-  };
-  visit(model, field, []);
+  walk(
+    api,
+    model,
+    field,
+    (m, path) => {
+      seen.set(m.name, (seen.get(m.name) ?? 0) + 1);
+      found.push({ table: m.name, path });
+    },
+    (t) => filtered.add(t),
+  );
   const ok = (t: Target): boolean => {
     if (seen.get(t.table) !== 1 || filtered.has(t.table) || readsItself(rules, t.table)) return false;
     // No visibility from the root down to it may read it (the root's, and each table's on the way).
