@@ -34,8 +34,12 @@ interface LiveShapeState extends LiveShape {
   running: boolean;
 }
 
-/** Past this many changed rows in one go, finding who they affect costs more than re-evaluating all. */
-const MAX_TARGETED_IMAGES = 500;
+/**
+ * Finding whom changed rows concern tests every (subscriber, changed row) pair; past this many pairs
+ * that costs more than re-evaluating every subscriber (measured at 10k subscribers: 400 changed rows
+ * made targeting ten times slower than a full re-evaluation; a handful of rows made it ten times faster).
+ */
+const MAX_TARGETED_PAIRS = 50_000;
 
 interface ChangeShapeState extends ChangeShape {
   /** Changes of the table delivered and not yet evaluated; evaluated together, in order. */
@@ -100,7 +104,7 @@ export class LiveEngine {
           shape.imageCount += (c.old ? 1 : 0) + (c.new ? 1 : 0);
           shape.images.set(c.table, list);
         }
-        if (shape.imageCount > MAX_TARGETED_IMAGES) shape.dirty = true;
+        if (shape.imageCount * shape.subscribers.size > MAX_TARGETED_PAIRS) shape.dirty = true;
       } else {
         shape.dirty = true;
       }
