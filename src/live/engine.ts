@@ -2,7 +2,7 @@ import { GraphQLError } from 'graphql';
 import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
 import { compileSql, type Sql } from '../db/index.ts';
-import { aggregateSql, byPkSql, joinCondition, listSql, pkMatch, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
+import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
 import { and, type Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
@@ -10,7 +10,7 @@ import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSub
 import { evaluateLive, IMAGE, type LiveShape, type LiveSubscriber } from './live-query.ts';
 import { comparePositions, type Change, type ChangeSource } from './source.ts';
 import { streamBatches } from './stream.ts';
-import { tablesRead, targets } from './tables.ts';
+import { rootTargetable, tablesRead } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -27,9 +27,8 @@ export interface LiveStats {
 interface LiveShapeState extends LiveShape {
   /** Every subscriber must be re-evaluated. */
   dirty: boolean;
-  /** Changed rows (JSON images) of targetable tables not yet looked at, per table; see targets. */
-  images: Map<string, string[]>;
-  imageCount: number;
+  /** Changed rows of the root table (JSON images) not yet looked at; see rootTargetable. */
+  images: string[];
   newcomers: Set<LiveSubscriber>;
   running: boolean;
 }
@@ -94,17 +93,13 @@ export class LiveEngine {
     for (const shape of this.live.values()) {
       const touched = [...shape.tables].filter((t) => tables.has(t));
       if (touched.length === 0) continue;
-      const matches = shape.matches;
-      if (matches && touched.every((t) => matches.has(t))) {
+      if (shape.match && touched.length === 1 && touched[0] === shape.table) {
         for (const c of changes) {
-          if (!matches.has(c.table)) continue;
-          const list = shape.images.get(c.table) ?? [];
-          if (c.old) list.push(JSON.stringify(c.old));
-          if (c.new) list.push(JSON.stringify(c.new));
-          shape.imageCount += (c.old ? 1 : 0) + (c.new ? 1 : 0);
-          shape.images.set(c.table, list);
+          if (c.table !== shape.table) continue;
+          if (c.old) shape.images.push(JSON.stringify(c.old));
+          if (c.new) shape.images.push(JSON.stringify(c.new));
         }
-        if (shape.imageCount * shape.subscribers.size > MAX_TARGETED_PAIRS) shape.dirty = true;
+        if (shape.images.length * shape.subscribers.size > MAX_TARGETED_PAIRS) shape.dirty = true;
       } else {
         shape.dirty = true;
       }
@@ -126,20 +121,19 @@ export class LiveEngine {
     shape.running = true;
     void (async () => {
       try {
-        while (shape.dirty || shape.imageCount || shape.newcomers.size) {
+        while (shape.dirty || shape.images.length || shape.newcomers.size) {
           const dirty = shape.dirty;
           const images = shape.images;
           const newcomers = [...shape.newcomers];
           shape.dirty = false;
-          shape.images = new Map();
-          shape.imageCount = 0;
+          shape.images = [];
           shape.newcomers.clear();
           if (dirty) {
             await evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count);
             continue;
           }
           if (newcomers.length) await evaluateLive(this.db, shape, newcomers, this.batch, this.count);
-          if (images.size) {
+          if (images.length) {
             const fresh = new Set(newcomers);
             const others = [...shape.subscribers.values()].filter((sub) => !fresh.has(sub));
             await evaluateLive(this.db, shape, others, this.batch, this.count, images);
@@ -183,9 +177,13 @@ export class LiveEngine {
     const binder = new ColumnBinder();
     const scope = scopeFor(this.api, caller, binder);
     const expr = kind === 'list' ? listSql(scope, model, field) : kind === 'byPk' ? byPkSql(scope, model, field) : aggregateSql(scope, model, field);
-    // Rendered after expr, with the same binder: their values are the columns after expr's.
-    const matches = this.targetMatches(scope, kind, model, field);
-    const match = matches ? sql.join([...matches.values()], ', ') : null;
+    // Rendered after expr, with the same binder: its values are the columns after expr's.
+    const match = rootTargetable(this.api, model, field)
+      ? and([
+          this.visibleFor(scope, model, IMAGE),
+          kind === 'byPk' ? pkMatch(scope, model, IMAGE, field.args) : whereSql(scope, model, IMAGE, field.args['where'] as Record<string, unknown> | undefined),
+        ])
+      : null;
     const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}`);
     const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
     let shape = this.live.get(key);
@@ -195,13 +193,12 @@ export class LiveEngine {
         table: model.name,
         schema: this.api.schema,
         expr,
-        matches,
+        match,
         width: binder.values.length,
         tables: tablesRead(this.api, model, field),
         subscribers: new Map(),
         dirty: false,
-        images: new Map(),
-        imageCount: 0,
+        images: [],
         newcomers: new Set(),
         running: false,
       };
@@ -311,34 +308,6 @@ export class LiveEngine {
       if (pending.length) await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count);
     }
     sub.backlog = null;
-  }
-
-  /**
-   * For each targetable table, the condition under which a changed row of it (IMAGE) affects the
-   * subscriber: the root row matches visibility and filter, or, for a table below the root, some
-   * root row it hangs off (through the selection's relationships) does.
-   */
-  private targetMatches(scope: ReturnType<typeof scopeFor>, kind: LiveKind, model: TableModel, field: SelectedField): Map<string, SQL> | null {
-    const found = targets(this.api, model, field);
-    if (!found) return null;
-    const rootMatch = (row: symbol): SQL =>
-      and([
-        this.visibleFor(scope, model, row),
-        kind === 'byPk' ? pkMatch(scope, model, row, field.args) : whereSql(scope, model, row, field.args['where'] as Record<string, unknown> | undefined),
-      ]);
-    const matches = new Map<string, SQL>();
-    for (const { table, path } of found) {
-      if (path.length === 0) {
-        matches.set(table, rootMatch(IMAGE));
-        continue;
-      }
-      // Aliases from the root down to the changed row's parent; the changed row itself is IMAGE.
-      const aliases = path.map((_, i) => Symbol(`up${i}`));
-      const from = aliases.map((alias, i) => sql`${sql.identifier(this.api.schema, i === 0 ? model.name : path[i - 1]!.target)} AS ${sql.identifier(alias)}`);
-      const joins = path.map((rel, i) => joinCondition(rel, aliases[i]!, i + 1 < aliases.length ? aliases[i + 1]! : IMAGE));
-      matches.set(table, sql`EXISTS (SELECT 1 FROM ${sql.join(from, ', ')} WHERE ${and([...joins, rootMatch(aliases[0]!)])})`);
-    }
-    return matches;
   }
 
   private visibleFor(scope: ReturnType<typeof scopeFor>, model: TableModel, row: symbol): SQL {

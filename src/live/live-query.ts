@@ -22,11 +22,8 @@ export interface LiveShape {
   key: string;
   table: string;
   schema: string;
-  /**
-   * Per targetable table (see targets in tables.ts): whether a changed row of it, as IMAGE, affects a
-   * subscriber. Null when changes cannot be targeted.
-   */
-  matches: Map<string, SQL> | null;
+  /** Visibility AND the subscription's filter on IMAGE, a changed root row; null when changes cannot be targeted. */
+  match: SQL | null;
   /** The JSON answer of one subscriber, with its values as SUBSCRIBERS.p<n>. */
   expr: SQL;
   width: number;
@@ -49,7 +46,7 @@ export async function evaluateLive(
   subs: LiveSubscriber[],
   batch: number,
   count: () => void,
-  images: Map<string, string[]> | null = null,
+  images: string[] | null = null,
 ): Promise<void> {
   const chunks: LiveSubscriber[][] = [];
   for (let i = 0; i < subs.length; i += batch) chunks.push(subs.slice(i, i + batch));
@@ -64,7 +61,7 @@ export async function evaluateLive(
 /** Statements of one shape in flight at once; the pool has 10 connections. */
 const PARALLEL_CHUNKS = 3;
 
-async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void, images: Map<string, string[]> | null): Promise<void> {
+async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void, images: string[] | null): Promise<void> {
   try {
     await retryOnDisconnect(() => run(db, shape, chunk, count, images));
   } catch (err) {
@@ -84,7 +81,7 @@ async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[],
 }
 
 /**
- * With `images` (changed rows of the root table, see rowTargetable), only the subscribers for whom
+ * With `images` (changed rows of the root table, see rootTargetable), only the subscribers for whom
  * one of them matches are evaluated: the filter runs on the subscriber relation before any JSON is
  * built, so a commit that concerns one subscriber costs one subscriber's work, in the same statement.
  */
@@ -112,24 +109,17 @@ function groupByValues(chunk: LiveSubscriber[]): Group[] {
   return [...groups.values()];
 }
 
-async function run(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void, images: Map<string, string[]> | null): Promise<void> {
+async function run(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void, images: string[] | null): Promise<void> {
   const groups = groupByValues(chunk);
   // A group's result comes back unless every member already has it (same hash).
   const known = groups.map((g) => (g.members.every((m) => m.hash === g.members[0]!.hash) ? g.members[0]!.hash : null));
   const relation = subscriberRelation(groups, shape.width, { h: known });
   const s = SUBSCRIBERS;
-  const matches = shape.matches;
   const affected =
-    images && matches
-      ? sql`WHERE ${sql.join(
-          [...images].map(
-            ([table, rows]) =>
-              sql`EXISTS (SELECT 1 FROM unnest(${sql.value(rows)}::text[]) AS c(img)
-                          CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, table)}, c.img::jsonb) AS ${sql.identifier(IMAGE)}
-                         WHERE ${matches.get(table) ?? sql.true})`,
-          ),
-          ' OR ',
-        )}`
+    images && shape.match
+      ? sql`WHERE EXISTS (SELECT 1 FROM unnest(${sql.value(images)}::text[]) AS c(img)
+                          CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, shape.table)}, c.img::jsonb) AS ${sql.identifier(IMAGE)}
+                         WHERE ${shape.match})`
       : sql.blank;
   count();
   // OFFSET 0 keeps the planner from folding the subquery into each reference to its output, which

@@ -16,7 +16,7 @@ export { useMutationTransaction } from './transaction.ts';
 export { checkTotalRows } from './cost.ts';
 export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
-export { scopeFor, joinCondition, type Scope } from './scope.ts';
+export { scopeFor, type Scope } from './scope.ts';
 export { rootField, type SelectedField } from './selection.ts';
 
 type Resolver = GraphQLFieldResolver<unknown, GraphQLContext & { tx?: Sql }, Record<string, unknown>>;
