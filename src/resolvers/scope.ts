@@ -31,22 +31,26 @@ export function visible(scope: Scope, table: string, alias: Alias): SQL {
 }
 
 /**
- * Visibility for a top-level read of a table with several select rules: the row must be among the
- * rows each rule finds on its own (a UNION of ctids). Written as one OR, "own row OR the caller is
- * an admin" or "author OR member of the group" cannot use an index, and PostgreSQL scans the whole
- * table for every caller; as a UNION each rule is planned alone (an index lookup, or a check of
- * the admin table evaluated once). `filter` (the caller's `where`) is applied inside each branch.
+ * Visibility for a top-level read of a table with several select rules: the row's primary key must
+ * be among the keys each rule finds on its own (a UNION). Written as one OR, "own row OR the caller
+ * is an admin" or "author OR member of the group" cannot use an index, and PostgreSQL scans the whole
+ * table for every caller; as a UNION each rule is planned alone (an index lookup, or a check of the
+ * admin table evaluated once), and `IN (…)` lets PostgreSQL hash the keys when a rule lets the caller
+ * see everything. Tables without a primary key keep the OR. `filter` (the caller's `where`) is
+ * applied inside each branch.
  */
 export function visibleRows(scope: Scope, model: TableModel, alias: Alias, filter: (alias: Alias) => SQL): SQL {
   const rules = model.policy.select;
   const params = scope.params;
-  if (!params || rules === 'public' || rules.length < 2 || model.table.kind === 'view') return and([visible(scope, model.name, alias), filter(alias)]);
+  const key = model.primaryKey;
+  if (!params || rules === 'public' || rules.length < 2 || key.length === 0) return and([visible(scope, model.name, alias), filter(alias)]);
+  const columns = (a: Alias) => sql.join(key.map((k) => sql.identifier(a, k.name)), ', ');
   const branches = rules.map(({ rule }) => {
     const row = Symbol(model.name);
     const where = and([scope.api.rules.rule(model.name, rule, row, params), filter(row)]);
-    return sql`SELECT ${sql.identifier(row, 'ctid')} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(row)} WHERE ${where}`;
+    return sql`SELECT ${columns(row)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(row)} WHERE ${where}`;
   });
-  return sql`${sql.identifier(alias, 'ctid')} = ANY(ARRAY(${sql.join(branches, ' UNION ')}))`;
+  return sql`(${columns(alias)}) IN (${sql.join(branches, ' UNION ')})`;
 }
 
 /** `a.x = b.y AND …` for a relationship from `from` (alias of the source) to `to` (alias of the target). */
