@@ -29,11 +29,12 @@ const GENERATED = Math.ceil(MUTATIONS * 0.25);
 const DIFFERENTIAL = Math.max(10, Math.ceil(MUTATIONS / 80));
 /**
  * A hang guard, not a performance assertion: compiling one config never takes this long. Texts
- * past 10k characters (the pathological ones: a 1 MB literal, 50,000 operators) get 1 s more per
- * 200k characters, since even a linear pass over them takes a while on a busy machine.
+ * past 10k characters (the pathological ones: a 1 MB literal, 50,000 operators) get 10 s more per
+ * 200k characters. Generous on purpose: the machines are shared and noisy (a 200k-character rule took
+ * 2.5 s under load), and a real hang does not end at all.
  */
-const HANG_MS = 1000;
-const hangGuard = (longest: number) => HANG_MS + Math.max(0, longest - 10_000) / 200;
+const HANG_MS = 10_000;
+const hangGuard = (longest: number) => HANG_MS + Math.max(0, longest - 10_000) / 20;
 
 // The differential schema plus the demo's tables and one table of every scalar type.
 const EXTRA = `
