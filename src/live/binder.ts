@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'pg-sql2';
-import type { Binder } from '../rules/index.ts';
+import { unnestRelation, type Binder } from '../rules/index.ts';
 
 /**
  * The subscriber relation of a multiplexed statement: `unnest(…) AS <SUBSCRIBERS>(sid, h, p1 … pn)`.
@@ -29,9 +29,11 @@ export interface BatchRow {
   values: (string | null)[];
 }
 
-/** `unnest($1::text[], …) AS SUBSCRIBERS(sid, p1 …)`, with `extra` named columns after sid. */
+/** `unnest($1::text[], …) AS SUBSCRIBERS(sid, <extra>, p1 …)`: the values of each row as columns. */
 export function subscriberRelation(rows: BatchRow[], width: number, extra: Record<string, (string | null)[]> = {}): SQL {
-  const names = ['sid', ...Object.keys(extra), ...Array.from({ length: width }, (_, i) => `p${i + 1}`)];
-  const columns = [rows.map((r) => r.sid), ...Object.values(extra), ...Array.from({ length: width }, (_, i) => rows.map((r) => r.values[i] ?? null))];
-  return sql`unnest(${sql.join(columns.map((c) => sql`${sql.value(c)}::text[]`), ', ')}) AS ${sql.identifier(SUBSCRIBERS)}(${sql.join(names.map((n) => sql.identifier(n)), ', ')})`;
+  return unnestRelation(SUBSCRIBERS, [
+    ['sid', rows.map((r) => r.sid)],
+    ...Object.entries(extra),
+    ...Array.from({ length: width }, (_, i): [string, (string | null)[]] => [`p${i + 1}`, rows.map((r) => r.values[i] ?? null)]),
+  ]);
 }

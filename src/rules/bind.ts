@@ -79,13 +79,21 @@ export class BatchParams implements ParamSource {
 
   /** The subscriber relation for these subscribers; render it after every rule that uses the params. */
   relation(subscribers: { id: string; identity: Identity }[]): SQL {
-    const columns = [sql.identifier('sid'), ...this.slots.map((s) => sql.identifier(s.column))];
-    const arrays = [
-      sql`${sql.value(subscribers.map((s) => s.id))}::text[]`,
-      ...this.slots.map((slot) => sql`${sql.value(subscribers.map((s) => coerceParam(paramValue(s.identity, slot.name), slot.type)))}::text[]`),
-    ];
-    return sql`unnest(${sql.join(arrays, ', ')}) AS ${sql.identifier(this.alias)}(${sql.join(columns, ', ')})`;
+    return unnestRelation(this.alias, [
+      ['sid', subscribers.map((s) => s.id)],
+      ...this.slots.map((slot): [string, (string | null)[]] => [slot.column, subscribers.map((s) => coerceParam(paramValue(s.identity, slot.name), slot.type))]),
+    ]);
   }
+}
+
+/**
+ * `unnest($1::text[], $2::text[], …) AS alias(name1, name2, …)`: one bound text array per column,
+ * a row per subscriber. The relation behind every statement that answers for many subscribers.
+ */
+export function unnestRelation(alias: symbol, columns: [name: string, values: (string | null)[]][]): SQL {
+  const arrays = columns.map(([, values]) => sql`${sql.value(values)}::text[]`);
+  const names = columns.map(([name]) => sql.identifier(name));
+  return sql`unnest(${sql.join(arrays, ', ')}) AS ${sql.identifier(alias)}(${sql.join(names, ', ')})`;
 }
 
 /** A request's caller: the admin secret bypasses every rule, like a module owner. */
