@@ -7,7 +7,7 @@ import type { Sql } from '../db/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
-import { createMaskError, logInternalError, useCaller, useErrorCodes, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
+import { createMaskError, logInternalError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
 import { createWebSocketTransport, type SlowSocket } from './ws.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -86,7 +86,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       return origin ? { origin: [origin], credentials: true } : {};
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors.
-    plugins: [useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql)],
+    plugins: [useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
   });
 
   const ready = readiness(sql, options.readiness ?? []);
