@@ -61,7 +61,9 @@ const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.da
 let liveDbMs = 0;
 let liveRows = 0;
 let lastLive: { text: string; values: unknown[]; subscribers: number } | null = null;
-const isLiveStatement = (text: string) => text.includes(' AS sid, x.hash');
+// Evaluations (`x.hash IS DISTINCT FROM`), tests of changed root rows against the subscribers
+// (`jsonb_to_recordset`), and lookups of the root rows below-root changes hang from (`AS key`).
+const isLiveStatement = (text: string) => text.includes('x.hash IS DISTINCT FROM') || text.includes('jsonb_to_recordset(') || text.includes(')::text AS key');
 const recording = new Proxy(db.sql, {
   get(target, prop, receiver) {
     if (prop === 'unsafe') {
@@ -70,7 +72,7 @@ const recording = new Proxy(db.sql, {
         if (isLiveStatement(text)) {
           const started = performance.now();
           const sids = values[0];
-          lastLive = { text, values, subscribers: Array.isArray(sids) ? sids.length : 0 };
+          if (text.includes('x.hash IS DISTINCT FROM')) lastLive = { text, values, subscribers: Array.isArray(sids) ? sids.length : 0 };
           query.then(
             (rows) => {
               liveDbMs += performance.now() - started;

@@ -106,6 +106,9 @@ function postgresCpu(dataDir: string | null): number | null {
 // ---------------------------------------------------------------------------------------------
 // Child processes with an IPC channel
 
+/** Subscribers opened and closed before the baseline is measured (see runOnce). */
+const WARM_SUBSCRIBERS = 100;
+
 interface Child {
   name: string;
   child: ChildProcess;
@@ -324,6 +327,18 @@ async function runOnce(opts: {
     });
     if (warm.status !== 200) throw new Error(`warm-up query: HTTP ${warm.status} ${await warm.text()}`);
     await warm.text();
+    // And the subscription path, with a few sockets that then go: the code it compiles and the
+    // connections the engine opens are paid once, not per subscriber, so they belong in the
+    // baseline, and RSS per subscriber is what each one adds.
+    const { child: warmClient } = await startChild('warm-up client', ['--import', 'tsx', 'bench/fanout-client.ts'], opts.childEnv, 'ready');
+    try {
+      await warmClient.request({ type: 'connect', url, configPath, count: WARM_SUBSCRIBERS, concurrency: 16, timeoutMs: 60_000 } satisfies ToClient, 'connected', 70_000);
+      await warmClient.request({ type: 'subscribe', timeoutMs: 60_000 } satisfies ToClient, 'subscribed', 70_000);
+      await warmClient.request({ type: 'close' } satisfies ToClient, 'closed', 30_000);
+    } finally {
+      await stopChild(warmClient, { type: 'close' }, 5_000);
+    }
+    while ((await stats()).subscriptions > 0) await sleep(100);
 
     const s0 = await stats(true);
     log(`${label}: connecting ${n} sockets …`);

@@ -37,3 +37,15 @@ export function subscriberRelation(rows: BatchRow[], width: number, extra: Recor
     ...Array.from({ length: width }, (_, i): [string, (string | null)[]] => [`p${i + 1}`, rows.map((r) => r.values[i] ?? null)]),
   ]);
 }
+
+/**
+ * The same relation from one JSON text parameter (`[{"sid": …, "p1": …}, …]`): built once and kept
+ * while a shape's subscribers stay the same (`Roster` in live-query.ts), so testing every subscriber
+ * against a commit's rows costs no per-subscriber work in the gateway. (`unnest` takes one array per
+ * column, which postgres.js encodes value by value on every statement.)
+ */
+export function jsonRelation(json: string, width: number): SQL {
+  const columns = ['sid', ...Array.from({ length: width }, (_, i) => `p${i + 1}`)].map((c) => sql`${sql.identifier(c)} text`);
+  // One text parameter: typed jsonb, postgres.js would send the string as a JSON string value.
+  return sql`jsonb_to_recordset(${sql.value(json)}::text::jsonb) AS ${sql.identifier(SUBSCRIBERS)}(${sql.join(columns, ', ')})`;
+}

@@ -1,16 +1,17 @@
 import { GraphQLError } from 'graphql';
 import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
-import { compileSql, type Sql } from '../db/index.ts';
+import { compileSql, isConnectionError, type Sql } from '../db/index.ts';
 import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
 import { and, type Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
-import { evaluateLive, IMAGE, type LiveShape, type LiveSubscriber } from './live-query.ts';
+import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
 import { comparePositions, type Change, type ChangeSource } from './source.ts';
 import { streamBatches } from './stream.ts';
-import { rootTargetable, tablesRead } from './tables.ts';
+import { RootKeys } from './keys.ts';
+import { tablesRead, targeting } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -27,19 +28,34 @@ export interface LiveStats {
 interface LiveShapeState extends LiveShape {
   /** Every subscriber must be re-evaluated. */
   dirty: boolean;
-  /** Changed rows of the root table (JSON images) not yet looked at; see rootTargetable. */
+  /** Changed rows of the root table (JSON images) not yet looked at; see `targeting` in tables.ts. */
   images: string[];
+  /** Changed rows of tracked tables right below the root (old and new images by table), not yet looked at. */
+  childImages: Map<string, Record<string, unknown>[]>;
+  /** The subscribers as relations for evaluateImages; null after one came or went. */
+  roster: Roster | null;
   newcomers: Set<LiveSubscriber>;
   running: boolean;
 }
 
-/** Past this many changed rows in one go, finding whom they concern costs more than re-evaluating all. */
+/**
+ * Past this many changed root rows in one go, finding whom they concern (every subscriber tested
+ * against every row) costs more than re-evaluating all.
+ */
 const MAX_TARGETED_IMAGES = 500;
+/** Changed rows below the root cost a lookup in the gateway each (not per subscriber); this only bounds memory. */
+const MAX_CHILD_IMAGES = 20_000;
 
 interface ChangeShapeState extends ChangeShape {
   /** Changes of the table delivered and not yet evaluated; evaluated together, in order. */
   pending: Change[];
   running: boolean;
+}
+
+function childImages(shape: LiveShapeState, table: string): Record<string, unknown>[] {
+  let list = shape.childImages.get(table);
+  if (!list) shape.childImages.set(table, (list = []));
+  return list;
 }
 
 function subscriptionError(err: unknown): Error {
@@ -87,17 +103,28 @@ export class LiveEngine {
   private onChanges(changes: Change[]): void {
     const tables = new Set(changes.map((c) => c.table));
     for (const shape of this.live.values()) {
-      const touched = [...shape.tables].filter((t) => tables.has(t));
-      if (touched.length === 0) continue;
-      if (shape.match && touched.length === 1 && touched[0] === shape.table) {
-        for (const c of changes) {
-          if (c.table !== shape.table) continue;
+      if (![...shape.tables].some((t) => tables.has(t))) continue;
+      for (const c of changes) {
+        if (shape.dirty) break;
+        if (!shape.tables.has(c.table)) continue;
+        if (c.table === shape.table && shape.match) {
           if (c.old) shape.images.push(JSON.stringify(c.old));
           if (c.new) shape.images.push(JSON.stringify(c.new));
+        } else if (shape.keys?.tracks(c.table)) {
+          const rows = childImages(shape, c.table);
+          if (c.old) rows.push(c.old);
+          if (c.new) rows.push(c.new);
+        } else {
+          shape.dirty = true;
         }
-        if (shape.images.length > MAX_TARGETED_IMAGES) shape.dirty = true;
-      } else {
-        shape.dirty = true;
+      }
+      let children = 0;
+      for (const list of shape.childImages.values()) children += list.length;
+      if (shape.images.length > MAX_TARGETED_IMAGES || children > MAX_CHILD_IMAGES) shape.dirty = true;
+      // A full re-evaluation covers everything that was waiting.
+      if (shape.dirty) {
+        shape.images = [];
+        shape.childImages.clear();
       }
       this.drain(shape);
     }
@@ -117,22 +144,29 @@ export class LiveEngine {
     shape.running = true;
     void (async () => {
       try {
-        while (shape.dirty || shape.images.length || shape.newcomers.size) {
+        while (shape.dirty || shape.images.length || shape.childImages.size || shape.newcomers.size) {
           const dirty = shape.dirty;
           const images = shape.images;
+          const children = new Map(shape.childImages);
           const newcomers = [...shape.newcomers];
           shape.dirty = false;
           shape.images = [];
+          shape.childImages.clear();
           shape.newcomers.clear();
           if (dirty) {
             await evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count);
             continue;
           }
+          // Newcomers are evaluated after every change they were subscribed for: they need nothing else.
           if (newcomers.length) await evaluateLive(this.db, shape, newcomers, this.batch, this.count);
-          if (images.length) {
-            const fresh = new Set(newcomers);
-            const others = [...shape.subscribers.values()].filter((sub) => !fresh.has(sub));
-            await evaluateLive(this.db, shape, others, this.batch, this.count, images);
+          // Each evaluation below sees every change of this round (they are all committed), so a
+          // subscriber evaluated once needs nothing more this round.
+          const done = new Set<LiveSubscriber>(newcomers);
+          if (images.length) for (const sub of await this.evaluateImages(shape, images)) done.add(sub);
+          if (children.size && shape.keys) {
+            const holders = shape.keys.concerned<LiveSubscriber>(children);
+            const concerned = [...holders].filter((sub) => !done.has(sub) && shape.subscribers.get(sub.sid) === sub);
+            if (concerned.length) await evaluateLive(this.db, shape, concerned, this.batch, this.count);
           }
         }
       } catch (err) {
@@ -144,6 +178,20 @@ export class LiveEngine {
         shape.running = false;
       }
     })();
+  }
+
+  private async evaluateImages(shape: LiveShapeState, images: string[]): Promise<Iterable<LiveSubscriber>> {
+    shape.roster ??= buildRoster(shape, this.batch);
+    try {
+      return await evaluateImages(this.db, shape, shape.roster, images, this.count);
+    } catch (err) {
+      // One subscriber's values can fail a statement for all (a LIKE pattern ending in "\"):
+      // evaluating everyone finds it (evaluateLive isolates it) and answers the others.
+      if (isConnectionError(err)) throw err;
+      const all = [...shape.subscribers.values()];
+      await evaluateLive(this.db, shape, all, this.batch, this.count);
+      return all;
+    }
   }
 
   /**
@@ -171,15 +219,17 @@ export class LiveEngine {
   /** A live query: the first result at once, then a new one after each commit that changes it. */
   subscribeLive(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
     const binder = new ColumnBinder();
-    const scope = scopeFor(this.api, caller, binder);
-    const expr = kind === 'list' ? listSql(scope, model, field) : kind === 'byPk' ? byPkSql(scope, model, field) : aggregateSql(scope, model, field);
-    // Rendered after expr, with the same binder: its values are the columns after expr's.
-    const match = rootTargetable(this.api, model, field)
-      ? and([
-          this.visibleFor(scope, model, IMAGE),
-          kind === 'byPk' ? pkMatch(scope, model, IMAGE, field.args) : whereSql(scope, model, IMAGE, field.args['where'] as Record<string, unknown> | undefined),
-        ])
-      : null;
+    const scope = scopeFor(this.api, caller, binder, true);
+    const targets = targeting(this.api, model, field, kind);
+    const keys = new RootKeys(kind, field, targets.children);
+    const selected = keys.withKeys();
+    const expr = kind === 'list' ? listSql(scope, model, selected) : kind === 'byPk' ? byPkSql(scope, model, selected) : aggregateSql(scope, model, selected);
+    // Rendered after expr, with the same binder: its values are the columns after expr's. (No
+    // closures here: one would keep this call's scope and field alive as long as the subscription.)
+    const visible = targets.root === null ? null : this.visibleFor(scope, model, IMAGE);
+    const filter =
+      targets.root !== 'filter' ? sql.true : kind === 'byPk' ? pkMatch(scope, model, IMAGE, field.args) : whereSql(scope, model, IMAGE, field.args['where'] as Record<string, unknown> | undefined);
+    const match = visible === null ? null : and([visible, filter]);
     const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}`);
     const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
     let shape = this.live.get(key);
@@ -190,11 +240,14 @@ export class LiveEngine {
         schema: this.api.schema,
         expr,
         match,
+        keys: keys.tracked ? keys : null,
         width: binder.values.length,
         tables: tablesRead(this.api, model, field),
         subscribers: new Map(),
         dirty: false,
         images: [],
+        childImages: new Map(),
+        roster: null,
         newcomers: new Set(),
         running: false,
       };
@@ -215,12 +268,15 @@ export class LiveEngine {
         fail: (err) => stop(subscriptionError(err)),
       };
       owner.subscribers.set(sub.sid, sub);
+      owner.roster = null;
       owner.newcomers.add(sub);
       this.stats.subscriptions++;
       this.drain(owner);
       await stop;
       owner.subscribers.delete(sub.sid);
+      owner.roster = null;
       owner.newcomers.delete(sub);
+      owner.keys?.forget(sub);
       this.stats.subscriptions--;
       if (owner.subscribers.size === 0 && this.live.get(owner.key) === owner) {
         this.live.delete(owner.key);

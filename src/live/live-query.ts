@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
-import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
+import { jsonRelation, SUBSCRIBERS, subscriberRelation } from './binder.ts';
+import type { RootKeys } from './keys.ts';
 
 /** One live query subscriber: its values for the shape's columns and the hash of what it last got. */
 export interface LiveSubscriber {
@@ -22,8 +23,10 @@ export interface LiveShape {
   key: string;
   table: string;
   schema: string;
-  /** Visibility AND the subscription's filter on IMAGE, a changed root row; null when changes cannot be targeted. */
+  /** What a changed root row (IMAGE) must match for a subscriber to be concerned; null when root changes cannot be targeted. */
   match: SQL | null;
+  /** Root rows each subscriber's result holds, for changes right below the root; null when none are tracked. */
+  keys: RootKeys | null;
   /** The JSON answer of one subscriber, with its values as SUBSCRIBERS.p<n>. */
   expr: SQL;
   width: number;
@@ -40,20 +43,13 @@ export const IMAGE = Symbol('changed_row');
  * result and sends it back only when it differs from what that subscriber last received, so an
  * unchanged result costs neither transfer nor a push.
  */
-export async function evaluateLive(
-  db: Sql,
-  shape: LiveShape,
-  subs: LiveSubscriber[],
-  batch: number,
-  count: () => void,
-  images: string[] | null = null,
-): Promise<void> {
+export async function evaluateLive(db: Sql, shape: LiveShape, subs: LiveSubscriber[], batch: number, count: () => void): Promise<void> {
   const chunks: LiveSubscriber[][] = [];
   for (let i = 0; i < subs.length; i += batch) chunks.push(subs.slice(i, i + batch));
   // Chunks of one shape are independent: run a few at once so PostgreSQL can use more than one core.
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < chunks.length) await evaluateChunk(db, shape, chunks[next++]!, count, images);
+    while (next < chunks.length) await evaluateChunk(db, shape, chunks[next++]!, count);
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, chunks.length) }, worker));
 }
@@ -61,9 +57,9 @@ export async function evaluateLive(
 /** Statements of one shape in flight at once; the pool has 10 connections. */
 const PARALLEL_CHUNKS = 3;
 
-async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void, images: string[] | null): Promise<void> {
+async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void): Promise<void> {
   try {
-    await retryOnDisconnect(() => run(db, shape, chunk, count, images));
+    await retryOnDisconnect(() => run(db, shape, chunk, count));
   } catch (err) {
     // The database is gone for good (retries exhausted): that is no subscriber's fault.
     if (isConnectionError(err)) throw err;
@@ -72,7 +68,7 @@ async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[],
     // find it by evaluating each alone, so the others are not punished.
     for (const sub of chunk) {
       try {
-        await run(db, shape, [sub], count, images);
+        await run(db, shape, [sub], count);
       } catch (single) {
         sub.fail(single);
       }
@@ -80,11 +76,6 @@ async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[],
   }
 }
 
-/**
- * With `images` (changed rows of the root table, see rootTargetable), only the subscribers for whom
- * one of them matches are evaluated: the filter runs on the subscriber relation before any JSON is
- * built, so a commit that concerns one subscriber costs one subscriber's work, in the same statement.
- */
 interface Group {
   /** The relation's `sid` column carries the group's index. */
   sid: string;
@@ -109,38 +100,108 @@ function groupByValues(chunk: LiveSubscriber[]): Group[] {
   return [...groups.values()];
 }
 
-async function run(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void, images: string[] | null): Promise<void> {
+async function run(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void): Promise<void> {
   const groups = groupByValues(chunk);
   // A group's result comes back unless every member already has it (same hash).
   const known = groups.map((g) => (g.members.every((m) => m.hash === g.members[0]!.hash) ? g.members[0]!.hash : null));
   const relation = subscriberRelation(groups, shape.width, { h: known });
-  const s = SUBSCRIBERS;
-  const affected =
-    images && shape.match
-      ? sql`WHERE EXISTS (SELECT 1 FROM unnest(${sql.value(images)}::text[]) AS c(img)
-                          CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, shape.table)}, c.img::jsonb) AS ${sql.identifier(IMAGE)}
-                         WHERE ${shape.match})`
-      : sql.blank;
   count();
-  // OFFSET 0 keeps the planner from folding the subquery into each reference to its output, which
-  // built every subscriber's JSON two or three times (measured: 157 → 97 ms per 1,000 subscribers).
-  const rows = await runSql<{ sid: string; hash: string; result: string }>(
-    db,
-    sql`SELECT x.sid, x.hash, x.text AS result
-          FROM (SELECT ${sql.identifier(s, 'sid')} AS sid, ${sql.identifier(s, 'h')} AS h, t0.text, md5(t0.text) AS hash
-                  FROM (SELECT * FROM ${relation} ${affected} OFFSET 0) AS ${sql.identifier(s)}
-                  CROSS JOIN LATERAL (SELECT coalesce((${shape.expr})::text, 'null') AS text OFFSET 0) AS t0
-                OFFSET 0) AS x
-         WHERE x.hash IS DISTINCT FROM x.h`,
-  );
+  const rows = await runSql<ResultRow>(db, evaluation(shape, relation, sql.blank, sql`WHERE x.hash IS DISTINCT FROM x.h`));
+  deliver(shape, (sid) => groups[Number(sid)]?.members, rows);
+}
+
+interface ResultRow {
+  sid: string;
+  hash: string;
+  result: string;
+}
+
+/**
+ * The statement that builds each subscriber's JSON once and hashes it. OFFSET 0 keeps the planner
+ * from folding a subquery into each reference to its output, which built every subscriber's JSON
+ * two or three times (measured: 157 → 97 ms per 1,000 subscribers).
+ */
+function evaluation(shape: LiveShape, relation: SQL, filter: SQL, outer: SQL): SQL {
+  const s = SUBSCRIBERS;
+  return sql`SELECT x.sid, x.hash, x.text AS result
+               FROM (SELECT ${sql.identifier(s)}.*, t0.text, md5(t0.text) AS hash
+                       FROM (SELECT * FROM ${relation} ${filter} OFFSET 0) AS ${sql.identifier(s)}
+                       CROSS JOIN LATERAL (SELECT coalesce((${shape.expr})::text, 'null') AS text OFFSET 0) AS t0
+                     OFFSET 0) AS x ${outer}`;
+}
+
+/** Pushes each new result to the members of its group that do not have it yet. */
+function deliver(shape: LiveShape, members: (sid: string) => LiveSubscriber[] | undefined, rows: ResultRow[]): void {
   for (const row of rows) {
-    const group = groups[Number(row.sid)];
-    if (!group) continue;
-    let parsed: unknown;
-    for (const sub of group.members) {
+    let result: { value: unknown; keys: string[] } | undefined;
+    for (const sub of members(row.sid) ?? []) {
       if (sub.hash === row.hash) continue;
       sub.hash = row.hash;
-      sub.push((parsed ??= JSON.parse(row.result)));
+      if (!result) {
+        const value = JSON.parse(row.result) as unknown;
+        result = { value, keys: shape.keys?.strip(value) ?? [] };
+      }
+      // A subscriber that left while the statement ran must not be indexed again.
+      if (shape.keys && shape.subscribers.get(sub.sid) === sub) shape.keys.set(sub, result.keys);
+      sub.push(result.value);
     }
   }
+}
+
+/**
+ * A shape's subscribers grouped by values (see groupByValues), in parts of at most
+ * limits.subscribersPerStatement groups, each as the JSON text of a jsonRelation: rebuilt only when
+ * subscribers come or go, so a commit costs the gateway no work per subscriber.
+ */
+export interface Roster {
+  parts: { json: string; groups: LiveSubscriber[][] }[];
+}
+
+export function buildRoster(shape: LiveShape, batch: number): Roster {
+  const groups = new Map<string, { values: (string | null)[]; members: LiveSubscriber[] }>();
+  for (const sub of shape.subscribers.values()) {
+    let group = groups.get(sub.valuesKey);
+    if (!group) groups.set(sub.valuesKey, (group = { values: sub.values, members: [] }));
+    group.members.push(sub);
+  }
+  const all = [...groups.values()];
+  const parts: Roster['parts'] = [];
+  for (let i = 0; i < all.length; i += batch) {
+    const slice = all.slice(i, i + batch);
+    const rows = slice.map((g, n) => {
+      const row: Record<string, string | null> = { sid: String(n) };
+      g.values.forEach((v, k) => (row[`p${k + 1}`] = v));
+      return row;
+    });
+    parts.push({ json: JSON.stringify(rows), groups: slice.map((g) => g.members) });
+  }
+  return { parts };
+}
+
+/**
+ * Evaluates the subscribers for whom one of `images` (changed rows of the root table, JSON) matches
+ * the shape's `match` (see `targeting` in tables.ts): one statement per part of the roster, which
+ * tests every subscriber against every row before any JSON is built and builds it only for those
+ * matched, so a commit that concerns one subscriber costs one subscriber's evaluation. Returns the
+ * subscribers evaluated.
+ */
+export async function evaluateImages(db: Sql, shape: LiveShape, roster: Roster, images: string[], count: () => void): Promise<LiveSubscriber[]> {
+  const evaluated: LiveSubscriber[] = [];
+  const filter = sql`WHERE EXISTS (SELECT 1 FROM unnest(${sql.value(images)}::text[]) AS c(img)
+                       CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, shape.table)}, c.img::jsonb) AS ${sql.identifier(IMAGE)}
+                      WHERE ${shape.match ?? sql.true})`;
+  const test = async (part: Roster['parts'][number]): Promise<void> => {
+    count();
+    // Every matched subscriber's result comes back (the roster carries no hashes; they change
+    // more often than who subscribes): deliver skips the unchanged ones.
+    const rows = await retryOnDisconnect(() => runSql<ResultRow>(db, evaluation(shape, jsonRelation(part.json, shape.width), filter, sql.blank)));
+    for (const row of rows) evaluated.push(...(part.groups[Number(row.sid)] ?? []));
+    deliver(shape, (sid) => part.groups[Number(sid)], rows);
+  };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < roster.parts.length) await test(roster.parts[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, roster.parts.length) }, worker));
+  return evaluated;
 }

@@ -58,29 +58,64 @@ function readsItself(rules: CompiledRules, table: string): boolean {
   return set.some(({ rule }) => rule.instances.some((inst, i) => i !== rule.target && (inst.table === table || rules.readsTables(inst.table).has(table))));
 }
 
+/** Key types whose text is the same in a change-log image and in a result (keys.ts compares them as text). */
+const TEXT_STABLE = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'uuid']);
+
+/** Whether the relationship's columns can be compared as text, and the root's side is a column the result can carry. */
+function comparableKeys(root: TableModel, child: TableModel, rel: Relationship): boolean {
+  const stable = (cols: { name: string; type: { schema: string; name: string } }[], name: string) => {
+    const col = cols.find((c) => c.name === name);
+    return !!col && col.type.schema === 'pg_catalog' && TEXT_STABLE.has(col.type.name);
+  };
+  return rel.on.every(([rootColumn, childColumn]) => stable(root.columns, rootColumn) && stable(child.table.columns, childColumn));
+}
+
+/** A table right below the root whose changes are mapped to the root rows they hang from. */
+export interface ChildTarget {
+  /** The relationship from the root table to it (array or object). */
+  rel: Relationship;
+}
+
 /**
- * Whether a change to a row of the root table can only affect subscribers for whom that row (its old
- * or its new image) matches: true when the root table appears nowhere else in the subscription (not in
- * nested selections, filters or orderings) and its visibility does not read it again (a self-join makes
- * one row's visibility depend on others). Then a commit touching only that table evaluates just the
- * subscribers its rows match. Tables below the root are not targeted: measured at 10k subscribers,
- * testing every (subscriber, changed row) pair through the relationships cost more database time
- * (137 ms per commit) than re-evaluating everyone (51 ms).
+ * Which commits of a live query can be narrowed to the subscribers they concern (the rest re-evaluate
+ * every subscriber of the shape).
+ *
+ * - `root`: a changed row of the root table can only change the result of a subscriber for whom its
+ *   old or new image matches. `'filter'`: visibility AND the subscription's filter. `'visible'`:
+ *   visibility alone, because a nested table's rules read the root table: a row the filter excludes
+ *   can still decide which nested rows are visible (every other table's rules read the root table
+ *   through the root table's visibility for the same caller, so a row visible to nobody decides
+ *   nothing). null: root commits re-evaluate everyone (the root table appears again in the
+ *   subscription, or its visibility reads itself, so one row decides about others).
+ * - `children`: tables selected right below the root (once) whose rows decide nothing but their own
+ *   place in the result: no filter or ordering reads them, and no rules but their own do. A changed
+ *   row of such a table can only change the result of subscribers whose result holds a root row it is
+ *   related to, which the engine keeps track of (keys.ts).
  */
-export function rootTargetable(api: ApiModel, model: TableModel, field: SelectedField): boolean {
-  if (readsItself(api.rules, model.name)) return false;
-  let count = 0;
-  let filtered = false;
+export function targeting(api: ApiModel, model: TableModel, field: SelectedField, kind: 'list' | 'byPk' | 'aggregate'): { root: 'filter' | 'visible' | null; children: Map<string, ChildTarget> } {
+  const root = model.name;
+  const seen = new Map<string, number>();
+  const filtered = new Set<string>();
   walk(
     api,
     model,
     field,
-    (m) => {
-      if (m.name === model.name) count++;
-    },
-    (t) => {
-      if (t === model.name) filtered = true;
-    },
+    (m) => seen.set(m.name, (seen.get(m.name) ?? 0) + 1),
+    (t) => filtered.add(t),
   );
-  return count === 1 && !filtered;
+  const read = [...new Set([...seen.keys(), ...filtered])];
+  const readBy = (table: string, besides: string) => read.some((t) => t !== besides && api.rules.readsTables(t).has(table));
+  const rootMode = readsItself(api.rules, root) || seen.get(root) !== 1 || filtered.has(root) ? null : readBy(root, root) ? 'visible' : 'filter';
+
+  const children = new Map<string, ChildTarget>();
+  // The root row's own fields: those of a list or _by_pk row, or of an aggregate's `nodes`.
+  const rowFields = kind === 'aggregate' ? field.children.filter((c) => c.name === 'nodes').flatMap((c) => c.children) : field.children;
+  for (const f of rowFields) {
+    const rel = model.relationships.find((r) => r.name === f.name || (r.kind === 'array' && `${r.name}_aggregate` === f.name));
+    if (!rel || rel.target === root) continue;
+    const t = rel.target;
+    if (seen.get(t) !== 1 || filtered.has(t) || readsItself(api.rules, t) || readBy(t, t) || !comparableKeys(model, api.tables.get(t)!, rel)) continue;
+    children.set(t, { rel });
+  }
+  return { root: rootMode, children };
 }

@@ -9,10 +9,14 @@ export interface Scope {
   binder: Binder;
   /** null for the admin, whom no rule filters. */
   params: ParamSource | null;
+  /** The SQL answers many subscribers in one statement, each in a loop of its own (the live engine). */
+  perSubscriber?: true;
 }
 
-export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues): Scope {
-  return { api, binder, params: caller.admin ? null : identityParams(caller.identity, binder) };
+export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues, perSubscriber = false): Scope {
+  const scope: Scope = { api, binder, params: caller.admin ? null : identityParams(caller.identity, binder) };
+  if (perSubscriber) scope.perSubscriber = true;
+  return scope;
 }
 
 export function tableModel(scope: Scope, name: string): TableModel {
@@ -38,6 +42,13 @@ export function visible(scope: Scope, table: string, alias: Alias): SQL {
  * admin table evaluated once), and `IN (…)` lets PostgreSQL hash the keys when a rule lets the caller
  * see everything. Tables without a primary key keep the OR. `filter` (the caller's `where`) is
  * applied inside each branch.
+ *
+ * Per subscriber (the live engine), a single-column key is matched with `= ANY(ARRAY(…))` instead:
+ * there the read runs once per subscriber, and PostgreSQL 18 plans `IN (…)` as a merge join that
+ * walks the primary key index from its start on every loop (0.7 ms per subscriber over 15k rows,
+ * against 0.08 ms for index probes; measured with 200 subscribers). The array costs more when a
+ * rule lets a subscriber see everything (11 vs 6 ms per subscriber for 15k rows), which is why
+ * single-caller reads keep `IN (…)`.
  */
 export function visibleRows(scope: Scope, model: TableModel, alias: Alias, filter: (alias: Alias) => SQL): SQL {
   const rules = model.policy.select;
@@ -50,7 +61,9 @@ export function visibleRows(scope: Scope, model: TableModel, alias: Alias, filte
     const where = and([scope.api.rules.rule(model.name, rule, row, params), filter(row)]);
     return sql`SELECT ${columns(row)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(row)} WHERE ${where}`;
   });
-  return sql`(${columns(alias)}) IN (${sql.join(branches, ' UNION ')})`;
+  const union = sql.join(branches, ' UNION ');
+  if (scope.perSubscriber && key.length === 1) return sql`${columns(alias)} = ANY(ARRAY(${union}))`;
+  return sql`(${columns(alias)}) IN (${union})`;
 }
 
 /** `a.x = b.y AND …` for a relationship from `from` (alias of the source) to `to` (alias of the target). */
