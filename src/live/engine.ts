@@ -62,6 +62,8 @@ function subscriptionError(err: unknown): Error {
   if (err instanceof GraphQLError) return err;
   const code = (err as { code?: string }).code;
   if (code === 'POSITION_EXPIRED') return new GraphQLError((err as Error).message, { extensions: { code: 'BAD_USER_INPUT', reason: 'POSITION_EXPIRED' } });
+  // statement_timeout (limits.statementTimeoutMs), as for a query: the subscription asks too much.
+  if (code === '57014') return new GraphQLError('the subscription took longer than limits.statementTimeoutMs to evaluate', { extensions: { code: 'LIMIT_EXCEEDED' } });
   if (typeof code === 'string' && code.startsWith('22')) {
     return new GraphQLError(`a value was rejected by the database (SQLSTATE ${code})`, { extensions: { code: 'BAD_USER_INPUT', sqlstate: code } });
   }

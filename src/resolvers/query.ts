@@ -2,7 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
 import type { Relationship, TableModel } from '../schema/model.ts';
 import { orderTerms } from './order.ts';
-import { badInput, bindValue, column, joinCondition, tableModel, tableRef, visible, visibleRows, type Scope } from './scope.ts';
+import { badInput, bindValue, column, joinCondition, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
@@ -71,7 +71,14 @@ function rowsSource(
   const filter = (a: Alias) => whereSql(scope, model, a, args['where'] as Record<string, unknown> | undefined);
   // A nested list is reached through its foreign key (an index lookup per parent) and checks each
   // row's visibility as one condition; a top-level list lets each rule find its rows (visibleRows).
-  const where = extra ? and([visible(scope, model.name, inner), filter(inner), extra(inner)]) : visibleRows(scope, model, inner, filter);
+  // Each branch of a split read keeps only what the page can use: its first limit + offset rows.
+  const paging = (a: Alias): SQL => {
+    if (limit === null) return sql.blank;
+    const terms = orderTerms(scope, model, a, args['order_by']);
+    return sql`${terms.length ? sql` ORDER BY ${sql.join(terms, ', ')}` : sql.blank} LIMIT ${sql.literal(limit + (offset ?? 0))}`;
+  };
+  const split = extra ? null : visibleRowSource(scope, model, filter, paging);
+  const where = extra ? and([visible(scope, model.name, inner), filter(inner), extra(inner)]) : split ? sql.true : visibleRows(scope, model, inner, filter);
   const order = orderTerms(scope, model, inner, args['order_by']);
   const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
   const offsetSql = offset ? sql` OFFSET ${sql.literal(offset)}` : sql.blank;
@@ -79,7 +86,7 @@ function rowsSource(
   // The ORDER BY terms are evaluated on the paged rows again (as `alias`) to order the JSON array.
   const outerOrder = orderTerms(scope, model, alias, args['order_by']);
   return {
-    from: sql`(SELECT ${sql.identifier(inner)}.* FROM ${tableRef(scope, model.name)} AS ${sql.identifier(inner)} WHERE ${where}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
+    from: sql`(SELECT ${sql.identifier(inner)}.* FROM ${split ?? tableRef(scope, model.name)} AS ${sql.identifier(inner)} WHERE ${where}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
     alias,
     order: outerOrder,
   };

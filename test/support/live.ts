@@ -30,7 +30,7 @@ export const asCaller = (sender: string | 'admin'): Caller =>
   sender === 'admin' ? { admin: true, identity: { sender: null, claims: {} } } : { admin: false, identity: { sender, claims: { sub: sender } } };
 
 /** Capture installed on every listed table and every table a rule reads, a feed, and the live schema. */
-export async function startLive(db: TestDatabase, tables: Record<string, unknown>): Promise<LiveHarness> {
+export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number } = {}): Promise<LiveHarness> {
   const rules = await compile(db, tables);
   const config = parseConfig({ tables }, {});
   const catalog = await db.catalog();
@@ -40,11 +40,14 @@ export async function startLive(db: TestDatabase, tables: Record<string, unknown
   // Its own pool, closed with it: the test database's pool may be closed first.
   const sql = connect(db.url, { max: 5 });
   const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });
-  const { schema, live } = buildApi({ config, catalog, rules, sql, changes: feed });
+  // The engine's statements on a pool of their own when they get a timeout, so the feed's do not.
+  const engineSql = options.statementTimeoutMs ? connect(db.url, { max: 5 }, { statementTimeoutMs: options.statementTimeoutMs }) : sql;
+  const { schema, live } = buildApi({ config, catalog, rules, sql: engineSql, changes: feed });
   afterAll(async () => {
     live!.close();
     await feed.close();
     await sql.end({ timeout: 5 });
+    if (engineSql !== sql) await engineSql.end({ timeout: 5 });
   });
   return {
     schema,
