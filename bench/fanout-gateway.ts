@@ -61,9 +61,9 @@ const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.da
 let liveDbMs = 0;
 let liveRows = 0;
 let lastLive: { text: string; values: unknown[]; subscribers: number } | null = null;
-// Evaluations (`x.hash IS DISTINCT FROM`), tests of changed root rows against the subscribers
-// (`jsonb_to_recordset`), and lookups of the root rows below-root changes hang from (`AS key`).
-const isLiveStatement = (text: string) => text.includes('x.hash IS DISTINCT FROM') || text.includes('jsonb_to_recordset(') || text.includes(')::text AS key');
+// Evaluations of given subscribers (`x.hash IS DISTINCT FROM`) and of those a commit's root rows
+// concern, tested over the shape's roster (`jsonb_to_recordset`).
+const isLiveStatement = (text: string) => text.includes('x.hash IS DISTINCT FROM') || text.includes('jsonb_to_recordset(');
 const recording = new Proxy(db.sql, {
   get(target, prop, receiver) {
     if (prop === 'unsafe') {

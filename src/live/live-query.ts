@@ -46,16 +46,23 @@ export const IMAGE = Symbol('changed_row');
 export async function evaluateLive(db: Sql, shape: LiveShape, subs: LiveSubscriber[], batch: number, count: () => void): Promise<void> {
   const chunks: LiveSubscriber[][] = [];
   for (let i = 0; i < subs.length; i += batch) chunks.push(subs.slice(i, i + batch));
-  // Chunks of one shape are independent: run a few at once so PostgreSQL can use more than one core.
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < chunks.length) await evaluateChunk(db, shape, chunks[next++]!, count);
-  };
-  await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, chunks.length) }, worker));
+  await inParallel(chunks, (chunk) => evaluateChunk(db, shape, chunk, count));
 }
 
 /** Statements of one shape in flight at once; the pool has 10 connections. */
 const PARALLEL_CHUNKS = 3;
+
+/**
+ * Runs `task` for every item, PARALLEL_CHUNKS at a time: the statements of one shape are
+ * independent, and running a few at once lets PostgreSQL use more than one core.
+ */
+async function inParallel<T>(items: T[], task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, items.length) }, worker));
+}
 
 async function evaluateChunk(db: Sql, shape: LiveShape, chunk: LiveSubscriber[], count: () => void): Promise<void> {
   try {
@@ -87,7 +94,7 @@ interface Group {
  * Subscribers with the same values (the same identity parameters and arguments: every admin, every
  * caller of a public table) get the same result, so each distinct set of values is evaluated once.
  */
-function groupByValues(chunk: LiveSubscriber[]): Group[] {
+function groupByValues(chunk: Iterable<LiveSubscriber>): Group[] {
   const groups = new Map<string, Group>();
   for (const sub of chunk) {
     let group = groups.get(sub.valuesKey);
@@ -158,13 +165,7 @@ export interface Roster {
 }
 
 export function buildRoster(shape: LiveShape, batch: number): Roster {
-  const groups = new Map<string, { values: (string | null)[]; members: LiveSubscriber[] }>();
-  for (const sub of shape.subscribers.values()) {
-    let group = groups.get(sub.valuesKey);
-    if (!group) groups.set(sub.valuesKey, (group = { values: sub.values, members: [] }));
-    group.members.push(sub);
-  }
-  const all = [...groups.values()];
+  const all = groupByValues(shape.subscribers.values());
   const parts: Roster['parts'] = [];
   for (let i = 0; i < all.length; i += batch) {
     const slice = all.slice(i, i + batch);
@@ -190,18 +191,13 @@ export async function evaluateImages(db: Sql, shape: LiveShape, roster: Roster, 
   const filter = sql`WHERE EXISTS (SELECT 1 FROM unnest(${sql.value(images)}::text[]) AS c(img)
                        CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, shape.table)}, c.img::jsonb) AS ${sql.identifier(IMAGE)}
                       WHERE ${shape.match ?? sql.true})`;
-  const test = async (part: Roster['parts'][number]): Promise<void> => {
+  await inParallel(roster.parts, async (part) => {
     count();
     // Every matched subscriber's result comes back (the roster carries no hashes; they change
     // more often than who subscribes): deliver skips the unchanged ones.
     const rows = await retryOnDisconnect(() => runSql<ResultRow>(db, evaluation(shape, jsonRelation(part.json, shape.width), filter, sql.blank)));
     for (const row of rows) evaluated.push(...(part.groups[Number(row.sid)] ?? []));
     deliver(shape, (sid) => part.groups[Number(sid)], rows);
-  };
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < roster.parts.length) await test(roster.parts[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, roster.parts.length) }, worker));
+  });
   return evaluated;
 }
