@@ -2,8 +2,8 @@ import { GraphQLError } from 'graphql';
 import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
 import { compileSql, isConnectionError, type Sql } from '../db/index.ts';
-import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, whereSql, type SelectedField } from '../resolvers/index.ts';
-import { and, type Caller } from '../rules/index.ts';
+import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, uncheckedInputs, verifyInputs, visibleAnd, whereSql, type SelectedField } from '../resolvers/index.ts';
+import type { Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
@@ -218,6 +218,14 @@ export class LiveEngine {
     })();
   }
 
+  /**
+   * Casts, apart from any row, the subscription's values that only PostgreSQL can check (see
+   * resolvers/input.ts): refused before the subscription exists, whatever the data holds.
+   */
+  checkInputs(model: TableModel, field: SelectedField): Promise<void> {
+    return verifyInputs(this.db, uncheckedInputs(this.api, model, field));
+  }
+
   /** A live query: the first result at once, then a new one after each commit that changes it. */
   subscribeLive(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
     const binder = new ColumnBinder();
@@ -231,7 +239,7 @@ export class LiveEngine {
     const visible = targets.root === null ? null : this.visibleFor(scope, model, IMAGE);
     const filter =
       targets.root !== 'filter' ? sql.true : kind === 'byPk' ? pkMatch(scope, model, IMAGE, field.args) : whereSql(scope, model, IMAGE, field.args['where'] as Record<string, unknown> | undefined);
-    const match = visible === null ? null : and([visible, filter]);
+    const match = visible === null ? null : visibleAnd(visible, filter);
     const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}`);
     const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
     let shape = this.live.get(key);
@@ -303,7 +311,7 @@ export class LiveEngine {
       const pairs = images(name).flatMap((c) => [sql.literal(c.key), rowJson(scope, model, row, c.children)]);
       return pairs.length ? sql`json_build_object(${sql.join(pairs, ', ')})` : sql`'{}'::json`;
     };
-    const match = (row: symbol) => and([this.visibleFor(scope, model, row), whereSql(scope, model, row, where)]);
+    const match = (row: symbol) => visibleAnd(this.visibleFor(scope, model, row), whereSql(scope, model, row, where));
     // Rendered once, in this order, so every subscriber's values line up with the same columns.
     const parts = { newMatch: match(IMAGE_NEW), newJson: jsonOf('row', IMAGE_NEW), oldMatch: match(IMAGE_OLD), oldJson: jsonOf('old', IMAGE_OLD) };
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson}`);

@@ -1,22 +1,24 @@
 import type { GraphQLFieldResolver } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
 import { runSql, type Sql } from '../db/index.ts';
-import { and, type Alias } from '../rules/index.ts';
+import type { Alias } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { ApiModel, TableModel } from '../schema/model.ts';
 import { checkTotalRows } from './cost.ts';
 import { mapDatabaseError } from './errors.ts';
 import { deleteRows, insertRows, updateRows, type MutationResult } from './mutate.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
-import { bindValue, scopeFor, tableModel, type Scope } from './scope.ts';
+import { pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
 import { rootField, type SelectedField } from './selection.ts';
-import { whereSql } from './where.ts';
+import { verifyInputs, uncheckedInputs } from './input.ts';
+import { writeWhere } from './where.ts';
 
 export { useMutationTransaction } from './transaction.ts';
 export { checkTotalRows } from './cost.ts';
 export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
-export { scopeFor, type Scope } from './scope.ts';
+export { pkMatch, scopeFor, visibleAnd, type Scope } from './scope.ts';
+export { uncheckedInputs, verifyInputs } from './input.ts';
 export { rootField, type SelectedField } from './selection.ts';
 
 type Resolver = GraphQLFieldResolver<unknown, GraphQLContext & { tx?: Sql }, Record<string, unknown>>;
@@ -45,11 +47,6 @@ function response(field: SelectedField, result: MutationResult): Record<string, 
   return out;
 }
 
-/** The row `alias` has the primary key given in `values`. */
-export function pkMatch(scope: Scope, model: TableModel, alias: Alias, values: Record<string, unknown>): SQL {
-  return and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, values[k.name])}`));
-}
-
 function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown>): (alias: Alias) => SQL {
   return (alias) => pkMatch(scope, model, alias, values);
 }
@@ -64,6 +61,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       const statement = sql`SELECT ${build(model, field, ctx)} AS result`;
       let result: unknown;
       try {
+        await verifyInputs(ctx.tx ?? db, uncheckedInputs(api, model, field));
         const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement);
         result = row?.result ?? null;
       } catch (err) {
@@ -80,6 +78,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       const model = tableModel(scopeFor(api, ctx.caller), table);
       const field = rootField(info, args);
       try {
+        await verifyInputs(ctx.tx ?? db, uncheckedInputs(api, model, field));
         if (ctx.tx) return await run(ctx.tx, model, field, ctx, args);
         return await db.begin((tx) => run(tx as unknown as Sql, model, field, ctx, args));
       } catch (err) {
@@ -103,7 +102,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
     update: (table) =>
       mutation(table, async (tx, model, field, ctx, args) => {
         const scope = scopeFor(api, ctx.caller);
-        const where = (alias: Alias) => whereSql(scope, model, alias, args['where'] as Record<string, unknown>);
+        const where = writeWhere(scope, model, args['where'] as Record<string, unknown>);
         return response(field, await updateRows(tx, scope, ctx.caller, model, where, args['_set'] as Record<string, unknown>, args['_inc'] as Record<string, unknown>, returningOf(field)));
       }),
     updateByPk: (table) =>
@@ -116,7 +115,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
     delete: (table) =>
       mutation(table, async (tx, model, field, ctx, args) => {
         const scope = scopeFor(api, ctx.caller);
-        const where = (alias: Alias) => whereSql(scope, model, alias, args['where'] as Record<string, unknown>);
+        const where = writeWhere(scope, model, args['where'] as Record<string, unknown>);
         return response(field, await deleteRows(tx, scope, model, where, returningOf(field)));
       }),
     deleteByPk: (table) =>

@@ -2,7 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
 import type { Relationship, TableModel } from '../schema/model.ts';
 import { orderTerms } from './order.ts';
-import { badInput, bindValue, column, joinCondition, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
+import { badInput, column, fenced, joinCondition, needsFence, pkMatch, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
@@ -68,25 +68,31 @@ function rowsSource(
   // so it counts every visible row unless the caller gives a limit.
   const limit = count(args['limit'], 'limit', scope.api.maxRows) ?? (capped ? scope.api.maxRows : null);
   const offset = count(args['offset'], 'offset', Number.MAX_SAFE_INTEGER);
-  const filter = (a: Alias) => whereSql(scope, model, a, args['where'] as Record<string, unknown> | undefined);
+  const where = args['where'] as Record<string, unknown> | undefined;
+  // With a fence (the caller is restricted here and gave a filter) the filter and the paging wait
+  // until the visible rows are known; otherwise they go inside the read, where indexes serve them.
+  const fence = needsFence(scope, model, where);
+  const filter = (a: Alias) => (fence ? sql.true : whereSql(scope, model, a, where));
   // A nested list is reached through its foreign key (an index lookup per parent) and checks each
   // row's visibility as one condition; a top-level list lets each rule find its rows (visibleRows).
   // Each branch of a split read keeps only what the page can use: its first limit + offset rows.
   const paging = (a: Alias): SQL => {
-    if (limit === null) return sql.blank;
+    if (limit === null || fence) return sql.blank;
     const terms = orderTerms(scope, model, a, args['order_by']);
     return sql`${terms.length ? sql` ORDER BY ${sql.join(terms, ', ')}` : sql.blank} LIMIT ${sql.literal(limit + (offset ?? 0))}`;
   };
   const split = extra ? null : visibleRowSource(scope, model, filter, paging);
-  const where = extra ? and([visible(scope, model.name, inner), filter(inner), extra(inner)]) : split ? sql.true : visibleRows(scope, model, inner, filter);
-  const order = orderTerms(scope, model, inner, args['order_by']);
+  const visibility = extra ? and([visible(scope, model.name, inner), extra(inner)]) : split ? sql.true : visibleRows(scope, model, inner, filter);
+  const rows = fenced(scope, model, where, sql`${split ?? tableRef(scope, model.name)} AS ${sql.identifier(inner)}`, inner, visibility);
+  const condition = and([rows.visibility, fence ? whereSql(scope, model, rows.alias, where) : sql.true]);
+  const order = orderTerms(scope, model, rows.alias, args['order_by']);
   const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
   const offsetSql = offset ? sql` OFFSET ${sql.literal(offset)}` : sql.blank;
   const alias = Symbol(`${model.name}_rows`);
   // The ORDER BY terms are evaluated on the paged rows again (as `alias`) to order the JSON array.
   const outerOrder = orderTerms(scope, model, alias, args['order_by']);
   return {
-    from: sql`(SELECT ${sql.identifier(inner)}.* FROM ${split ?? tableRef(scope, model.name)} AS ${sql.identifier(inner)} WHERE ${where}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
+    from: sql`(SELECT ${sql.identifier(rows.alias)}.* FROM ${rows.from} WHERE ${condition}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
     alias,
     order: outerOrder,
   };
@@ -102,8 +108,7 @@ export function listSql(scope: Scope, model: TableModel, f: SelectedField, extra
 /** `t_by_pk(pk…)`: the row's JSON, or null when it does not exist or is hidden. */
 export function byPkSql(scope: Scope, model: TableModel, f: SelectedField): SQL {
   const alias = Symbol(model.name);
-  const keys = model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, f.args[k.name])}`);
-  const where = and([...keys, visible(scope, model.name, alias)]);
+  const where = and([pkMatch(scope, model, alias, f.args), visible(scope, model.name, alias)]);
   return sql`(SELECT ${rowJson(scope, model, alias, f.children)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${where})`;
 }
 

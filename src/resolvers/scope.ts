@@ -1,6 +1,7 @@
 import { GraphQLError } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
 import type { ApiModel, ColumnModel, Relationship, TableModel } from '../schema/model.ts';
+import { checkedValue } from './input.ts';
 import { and, boundValues, identityParams, or, typeSql, type Alias, type AnalyzedRule, type Binder, type CompiledRule, type Caller, type Expr, type ParamSource } from '../rules/index.ts';
 
 /** What compiling one request needs: the API model, how values are bound, and the caller's parameters. */
@@ -108,6 +109,44 @@ export function visibleRowSource(scope: Scope, model: TableModel, filter: (alias
   const everything = (row: Alias) => or(independent.map(({ rule }) => scope.api.rules.rule(model.name, rule, row, params)));
   // The row itself is filtered in its branch; the keys need not be.
   return sql`(${rowsWhere((row) => [everything(row)])} UNION ALL ${rowsWhere((row) => [sql`(${everything(row)}) IS NOT TRUE`, sql`${sql.identifier(row, key)} = ANY(ARRAY(${keysFound(scope, model, dependent, params, null)}))`])})`;
+}
+
+/** Whether a caller's `where` on `model` must wait for visibility (see `fenced`). */
+export function needsFence(scope: Scope, model: TableModel, where: unknown): boolean {
+  const conditions = !!where && typeof where === 'object' && Object.values(where).some((v) => v !== undefined);
+  return conditions && scope.params !== null && model.policy.select !== 'public';
+}
+
+/**
+ * The rows of `fromItem` (`<table> AS alias`) that satisfy `visibility`, in a form on which a
+ * caller's `where` may be tested. When the caller is restricted on the table and gave a filter,
+ * the visible rows are a subquery with `OFFSET 0`: PostgreSQL never pulls such a subquery up nor
+ * pushes an outer condition into it (a LIMIT/OFFSET changes which rows it returns), so the filter
+ * runs only on rows already proven visible, whatever plan is chosen. The values in filters are
+ * checked so they cannot raise (input.ts); this fence is what keeps it so for any expression a
+ * filter may hold, including the rules' own casts over stored data. The price: a filter's own
+ * index cannot drive the read (the rules' lookups do), measured in bench:query.
+ * Unrestricted (an admin, a public table) there is nothing to hide and nothing changes.
+ */
+export function fenced(scope: Scope, model: TableModel, where: unknown, fromItem: SQL, alias: Alias, visibility: SQL): { from: SQL; alias: Alias; visibility: SQL } {
+  if (!needsFence(scope, model, where)) return { from: fromItem, alias, visibility };
+  const proven = Symbol(`${model.name}_visible`);
+  return { from: sql`(SELECT ${sql.identifier(alias)}.* FROM ${fromItem} WHERE ${visibility} OFFSET 0) AS ${sql.identifier(proven)}`, alias: proven, visibility: sql.true };
+}
+
+/**
+ * `visibility AND filter` for one row image (the live engine's test of a changed row), with the
+ * filter evaluated only when the row is visible: CASE is the one construct whose evaluation order
+ * PostgreSQL documents (a WHEN's result is computed only if its condition holds).
+ */
+export function visibleAnd(visibility: SQL, filter: SQL): SQL {
+  if (filter === sql.true || visibility === sql.true) return and([visibility, filter]);
+  return sql`(CASE WHEN ${visibility} THEN ${filter} ELSE false END)`;
+}
+
+/** The row `alias` has the primary key given in `values` (checked, so a lookup cannot raise). */
+export function pkMatch(scope: Scope, model: TableModel, alias: Alias, values: Record<string, unknown>): SQL {
+  return and(model.primaryKey.map((k) => sql`${sql.identifier(alias, k.name)} = ${bindValue(scope, k, checkedValue(k, values[k.name], `${model.name}.${k.name}`))}`));
 }
 
 /** `a.x = b.y AND …` for a relationship from `from` (alias of the source) to `to` (alias of the target). */

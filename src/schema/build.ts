@@ -403,8 +403,9 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
 
   if (live) {
     const subscribe = (kind: LiveKind | 'changes' | 'stream', model: TableModel) =>
-      (_parent: unknown, args: Record<string, unknown>, ctx: GraphQLContext, info: Parameters<typeof rootField>[0]) => {
+      async (_parent: unknown, args: Record<string, unknown>, ctx: GraphQLContext, info: Parameters<typeof rootField>[0]) => {
         const field = rootField(info, args);
+        await live.checkInputs(model, field);
         if (kind === 'changes') return live.subscribeChanges(ctx.caller, model, field);
         if (kind === 'stream') return live.subscribeStream(ctx.caller, model, field);
         return live.subscribeLive(ctx.caller, kind, model, field);
