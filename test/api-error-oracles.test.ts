@@ -29,7 +29,8 @@ beforeAll(async () => {
     CREATE TABLE membership (grp_id int NOT NULL REFERENCES grp(id), identity text NOT NULL, PRIMARY KEY (grp_id, identity));
     CREATE TABLE doc (id int PRIMARY KEY, grp_id int NOT NULL REFERENCES grp(id), owner text NOT NULL, title text NOT NULL,
                       score int NOT NULL, small int2 NOT NULL DEFAULT 0, mood mood NOT NULL DEFAULT 'happy',
-                      addr inet NOT NULL DEFAULT '10.0.0.1', private boolean NOT NULL DEFAULT false);
+                      addr inet NOT NULL DEFAULT '10.0.0.1', meta jsonb NOT NULL DEFAULT '{"k": 1}',
+                      private boolean NOT NULL DEFAULT false);
     INSERT INTO grp VALUES (1, 'mine'), (2, 'theirs');
     INSERT INTO membership VALUES (1, 'bob'), (2, 'carol');
     INSERT INTO doc (id, grp_id, owner, title, score, private) VALUES
@@ -55,6 +56,13 @@ const TESTS: [string, Record<string, unknown>][] = [
   ['an enum label that does not exist', { mood: { _eq: 'angry' } }],
   ['an inet that does not parse', { addr: { _eq: 'not-an-address' } }],
   ['an inet that does not parse in _nin', { addr: { _nin: ['10.0.0.1', '300.1.1.1'] } }],
+  ['_regex that does not compile', { title: { _regex: 'secret(' } }],
+  ['_iregex that does not compile', { title: { _iregex: '[a' } }],
+  ['_nregex with a bad repetition', { title: { _nregex: 'a{2,1}' } }],
+  ['_similar that does not compile', { title: { _similar: 'secret(' } }],
+  ['_contains with a NUL jsonb cannot hold', { meta: { _contains: { k: 'a\u0000' } } }],
+  ['_has_key with a NUL', { meta: { _has_key: 'k\u0000' } }],
+  ['_cast to String, then a LIKE ending in the escape character', { meta: { _cast: { String: { _like: '{%\\' } } } }],
 ];
 
 // Each path, as a query taking the probe as $w.

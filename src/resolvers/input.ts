@@ -2,6 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { runSql, type Sql, type TypeRef } from '../db/index.ts';
 import { coerceParam, isBindableType, typeSql } from '../rules/index.ts';
 import type { ApiModel, ColumnModel, TableModel } from '../schema/model.ts';
+import { castsToString, OPERATOR_BY_NAME, STRING_SCALAR } from '../schema/operators.ts';
 import { badInput } from './scope.ts';
 import type { SelectedField } from './selection.ts';
 
@@ -41,10 +42,27 @@ export function checkedValue(col: ColumnModel, value: unknown, what: string): un
  */
 export function likePattern(value: unknown, what: string): string {
   if (typeof value !== 'string') throw badInput(`${what} takes a string pattern`);
-  if (coerceParam(value, { schema: 'pg_catalog', name: 'text', category: 'S', enumLabels: [] }) === null) throw badInput(`${what}: the pattern holds a character text cannot hold (NUL or a lone surrogate)`);
+  if (coerceParam(value, TEXT) === null) throw badInput(`${what}: the pattern holds a character text cannot hold (NUL or a lone surrogate)`);
   const trailing = value.length - value.replace(/\\+$/, '').length;
   if (trailing % 2 === 1) throw badInput(`${what}: the pattern ends with an escape character (a lone \\); write \\\\ for a literal backslash`);
   return value;
+}
+
+const TEXT: TypeRef = { schema: 'pg_catalog', name: 'text', category: 'S', enumLabels: [] };
+
+/** A String operand (a regex, a jsonb key): text PostgreSQL can hold. */
+export function textOperand(value: unknown, what: string): string {
+  const text = typeof value === 'string' ? coerceParam(value, TEXT) : null;
+  if (text === null) throw badInput(`${what} takes a string without NUL or lone surrogates`);
+  return text;
+}
+
+/** A jsonb operand: PostgreSQL's jsonb cannot hold \u0000 nor lone surrogates, which JSON.stringify writes as escapes. */
+export function jsonOperand(value: unknown, what: string): string {
+  const json = JSON.stringify(value);
+  // An escape is a backslash preceded by an even number of backslashes (`\\u0000` is text).
+  if (json === undefined || /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i.test(json)) throw badInput(`${what}: ${describe(json ?? value)} is not a value jsonb can hold`);
+  return json;
 }
 
 function describe(value: unknown): string {
@@ -52,13 +70,39 @@ function describe(value: unknown): string {
   return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
 }
 
+/** A value only PostgreSQL can check, and the table-free expression that checks it. */
 export interface UncheckedInput {
   text: string;
-  type: TypeRef;
   what: string;
+  /** `cast`: the value cast to `type`; `regex`/`similar`: the pattern compiled by matching ''. */
+  probe: { kind: 'cast'; type: TypeRef } | { kind: 'regex' | 'similar' };
 }
 
-const VALUE_OPERATORS = new Set(['_eq', '_neq', '_gt', '_gte', '_lt', '_lte']);
+function probeSql(input: UncheckedInput): SQL {
+  const value = sql`${sql.value(input.text)}::text`;
+  if (input.probe.kind === 'cast') return sql`${value}::${typeSql(input.probe.type)}`;
+  return input.probe.kind === 'regex' ? sql`('' ~ ${value})` : sql`('' SIMILAR TO ${value})`;
+}
+
+/** The values of a column's comparison that only PostgreSQL can check. */
+function comparisonInputs(col: ColumnModel, exp: Record<string, unknown>, what: string, out: UncheckedInput[]): void {
+  for (const [name, v] of Object.entries(exp)) {
+    if (v === null || v === undefined) continue;
+    if (name === '_cast' && castsToString(col.scalar)) {
+      const casts = v as Record<string, Record<string, unknown> | null>;
+      if (casts['String']) comparisonInputs({ ...col, type: TEXT, scalar: STRING_SCALAR }, casts['String'], `${what}._cast.String`, out);
+      continue;
+    }
+    const op = OPERATOR_BY_NAME.get(name);
+    if (!op) continue;
+    const at = `${what}.${name}`;
+    if (op.check === 'regex' || op.check === 'similar') {
+      if (typeof v === 'string') out.push({ text: v, what: at, probe: { kind: op.check } });
+    } else if (op.check === 'value' && !checkedHere(col)) {
+      for (const e of op.input === 'scalars' && Array.isArray(v) ? v : [v]) if (e !== null) out.push({ text: textOf(e), what: at, probe: { kind: 'cast', type: col.type } });
+    }
+  }
+}
 
 /** The values of a `where` (and of relationships' `where`s inside it) that only PostgreSQL can check. */
 function whereInputs(api: ApiModel, model: TableModel, exp: unknown, out: UncheckedInput[]): void {
@@ -70,13 +114,7 @@ function whereInputs(api: ApiModel, model: TableModel, exp: unknown, out: Unchec
     else {
       const col = model.columns.find((c) => c.name === key);
       if (col) {
-        if (checkedHere(col)) continue;
-        for (const [op, v] of Object.entries(value as Record<string, unknown>)) {
-          if (v === null || v === undefined) continue;
-          const what = `${model.name}.${col.name}.${op}`;
-          if (VALUE_OPERATORS.has(op)) out.push({ text: textOf(v), type: col.type, what });
-          else if (op === '_in' || op === '_nin') for (const e of Array.isArray(v) ? v : [v]) if (e !== null) out.push({ text: textOf(e), type: col.type, what });
-        }
+        comparisonInputs(col, value as Record<string, unknown>, `${model.name}.${col.name}`, out);
         continue;
       }
       const rel = model.relationships.find((r) => r.name === key);
@@ -111,20 +149,19 @@ export function uncheckedInputs(api: ApiModel, model: TableModel, field: Selecte
  */
 export async function verifyInputs(db: Sql, inputs: UncheckedInput[]): Promise<void> {
   if (inputs.length === 0) return;
-  const casts: SQL[] = inputs.map((i) => sql`${sql.value(i.text)}::text::${typeSql(i.type)}`);
   try {
-    await runSql(db, sql`SELECT ${sql.join(casts, ', ')}`);
+    await runSql(db, sql`SELECT ${sql.join(inputs.map(probeSql), ', ')}`);
   } catch (err) {
     const code = (err as { code?: string }).code ?? '';
     if (!code.startsWith('22')) throw err;
     // Say which value, by casting them one at a time: cheap, and only on this error path.
     for (const i of inputs) {
       try {
-        await runSql(db, sql`SELECT ${sql.value(i.text)}::text::${typeSql(i.type)}`);
+        await runSql(db, sql`SELECT ${probeSql(i)}`);
       } catch {
-        throw badInput(`${i.what}: ${describe(i.text)} is not a valid ${i.type.name}`);
+        throw badInput(`${i.what}: ${describe(i.text)} is not a valid ${i.probe.kind === 'cast' ? i.probe.type.name : `${i.probe.kind === 'regex' ? 'regular expression' : 'SIMILAR TO pattern'}`}`);
       }
     }
-    throw badInput(`a filter value is not valid for its column (SQLSTATE ${code})`);
+    throw badInput(`a filter value was refused (SQLSTATE ${code})`);
   }
 }

@@ -1,7 +1,8 @@
 import { sql, type SQL } from 'pg-sql2';
 import { and, or, typeSql, type Alias } from '../rules/index.ts';
 import type { ColumnModel, TableModel } from '../schema/model.ts';
-import { checkedValue, likePattern } from './input.ts';
+import { castsToString, OPERATOR_BY_NAME, STRING_SCALAR, type Operator } from '../schema/operators.ts';
+import { checkedValue, jsonOperand, likePattern, textOperand } from './input.ts';
 import { badInput, bindValue, fenced, joinCondition, needsFence, tableModel, tableRef, toText, visible, type Scope } from './scope.ts';
 
 type BoolExp = Record<string, unknown>;
@@ -23,7 +24,7 @@ export function whereSql(scope: Scope, model: TableModel, alias: Alias, exp: Boo
     else {
       const col = model.columns.find((c) => c.name === key);
       if (col) {
-        parts.push(comparison(scope, col, alias, value as Record<string, unknown> | null));
+        parts.push(comparison(scope, col, sql.identifier(alias, col.name), value as Record<string, unknown> | null));
         continue;
       }
       const rel = model.relationships.find((r) => r.name === key);
@@ -63,44 +64,55 @@ function list(value: unknown): BoolExp[] {
   return (Array.isArray(value) ? value : [value]) as BoolExp[];
 }
 
-type Compare = (c: SQL, v: SQL) => SQL;
-const OPERATORS: Record<string, Compare> = {
-  _eq: (c, v) => sql`${c} = ${v}`,
-  _neq: (c, v) => sql`${c} <> ${v}`,
-  _gt: (c, v) => sql`${c} > ${v}`,
-  _gte: (c, v) => sql`${c} >= ${v}`,
-  _lt: (c, v) => sql`${c} < ${v}`,
-  _lte: (c, v) => sql`${c} <= ${v}`,
-  _like: (c, v) => sql`${c} LIKE ${v}`,
-  _nlike: (c, v) => sql`${c} NOT LIKE ${v}`,
-  _ilike: (c, v) => sql`${c} ILIKE ${v}`,
-  _nilike: (c, v) => sql`${c} NOT ILIKE ${v}`,
-};
+const TEXT_TYPE = { schema: 'pg_catalog', name: 'text', category: 'S', enumLabels: [] };
 
-function comparison(scope: Scope, col: ColumnModel, alias: Alias, exp: Record<string, unknown> | null): SQL {
+/** The column as its text form, for `_cast: {String: …}`. */
+function asTextColumn(col: ColumnModel): ColumnModel {
+  return { ...col, type: TEXT_TYPE, scalar: STRING_SCALAR };
+}
+
+/** The operand of `op`, checked (input.ts) and bound, cast to what the operator compares it with. */
+function operand(scope: Scope, col: ColumnModel, op: Operator, value: unknown, what: string): SQL {
+  const many = (Array.isArray(value) ? value : [value]) as unknown[];
+  switch (op.check) {
+    case 'value':
+      if (op.input === 'scalars') {
+        const values = many.map((v) => toText(checkedValue(col, v, what)) as string | null);
+        return sql`${scope.binder.textArray(values)}::${typeSql(col.type)}[]`;
+      }
+      return bindValue(scope, col, checkedValue(col, value, what));
+    case 'like':
+      return scope.binder.text(likePattern(value, what));
+    case 'json':
+      return sql`${scope.binder.text(jsonOperand(value, what))}::jsonb`;
+    default:
+      if (op.input === 'Strings') return sql`${scope.binder.textArray(many.map((v) => textOperand(v, what)))}::text[]`;
+      return scope.binder.text(textOperand(value, what));
+  }
+}
+
+function comparison(scope: Scope, col: ColumnModel, ref: SQL, exp: Record<string, unknown> | null): SQL {
   if (!exp) return sql.true;
-  const ref = sql.identifier(alias, col.name);
   const parts: SQL[] = [];
-  for (const [op, value] of Object.entries(exp)) {
+  for (const [name, value] of Object.entries(exp)) {
     if (value === undefined) continue;
-    if (op === '_is_null') {
+    if (name === '_is_null') {
       if (value === null) continue;
       parts.push(value ? sql`(${ref} IS NULL)` : sql`(${ref} IS NOT NULL)`);
       continue;
     }
-    // Hasura once read `_eq: null` as "no condition", which silently returned every row.
-    if (value === null) throw badInput(`${col.name}.${op} cannot be null; use _is_null`);
-    const what = `${col.name}.${op}`;
-    if (op === '_in' || op === '_nin') {
-      const values = (Array.isArray(value) ? value : [value]).map((v) => checkedValue(col, v, what));
-      const array = sql`${scope.binder.textArray(values.map((v) => toText(v) as string | null))}::${typeSql(col.type)}[]`;
-      parts.push(op === '_in' ? sql`(${ref} = ANY(${array}))` : sql`(${ref} <> ALL(${array}))`);
+    if (name === '_cast' && castsToString(col.scalar)) {
+      const casts = (value ?? {}) as Record<string, Record<string, unknown> | null>;
+      parts.push(comparison(scope, asTextColumn(col), sql`${ref}::text`, casts['String'] ?? null));
       continue;
     }
-    const compare = OPERATORS[op];
-    if (!compare) throw badInput(`unknown comparison ${op}`);
-    if (op.endsWith('like')) parts.push(sql`(${compare(sql`${ref}::text`, scope.binder.text(likePattern(value, what)))})`);
-    else parts.push(sql`(${compare(ref, bindValue(scope, col, checkedValue(col, value, what)))})`);
+    // Hasura once read `_eq: null` as "no condition", which silently returned every row.
+    if (value === null) throw badInput(`${col.name}.${name} cannot be null; use _is_null`);
+    const op = OPERATOR_BY_NAME.get(name);
+    if (!op || !op.applies(col.scalar)) throw badInput(`unknown comparison ${name}`);
+    // Pattern operators compare the text form (a column of a type GraphQL shows as String).
+    const column = op.check === 'like' || op.check === 'regex' || op.check === 'similar' ? sql`${ref}::text` : ref;
+    parts.push(sql`(${op.sql(column, operand(scope, col, op, value, `${col.name}.${name}`))})`);
   }
   return and(parts);
 }

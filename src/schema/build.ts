@@ -2,6 +2,7 @@ import SchemaBuilder from '@pothos/core';
 import type { GraphQLSchema } from 'graphql';
 import type { GraphQLContext } from './context.ts';
 import type { ApiModel, ColumnModel, TableModel } from './model.ts';
+import { castsToString, OPERATORS, STRING_SCALAR, type Operator } from './operators.ts';
 import { SCALARS } from './scalars.ts';
 import { rootField, type Resolvers } from '../resolvers/index.ts';
 import type { LiveEngine, LiveKind } from '../live/index.ts';
@@ -85,23 +86,20 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
     const name = col.scalar.list ? `${scalar}_array_comparison_exp` : `${scalar}_comparison_exp`;
     let ref = comparisons.get(name);
     if (ref) return ref;
-    const list = col.scalar.list;
-    const ordered = col.scalar.ordered;
-    const text = scalar === 'String';
+    const operand = (t: AnyRef, input: Operator['input']) =>
+      input === 'scalar' || input === 'String' || input === 'jsonb'
+        ? t.field({ type: input === 'scalar' ? scalar : input })
+        : t.field({ type: [input === 'scalars' ? scalar : 'String'], required: { list: false, items: true } });
+    // `_cast: {String: String_comparison_exp}` compares the column's text form (Hasura's <type>_cast_exp).
+    const cast = castsToString(col.scalar)
+      ? builder.inputType(`${scalar}_cast_exp`, { fields: (t: AnyRef) => ({ String: t.field({ type: comparisonFor({ ...col, scalar: STRING_SCALAR }) }) }) })
+      : null;
     ref = builder.inputType(name, {
-      description: `Boolean expression to compare columns of type "${scalar}${list ? '[]' : ''}". All fields are combined with logical 'AND'.`,
+      description: `Boolean expression to compare columns of type "${scalar}${col.scalar.list ? '[]' : ''}". All fields are combined with logical 'AND'.`,
       fields: (t: AnyRef) => ({
         _is_null: t.boolean(),
-        ...(list
-          ? {}
-          : {
-              _eq: t.field({ type: scalar }),
-              _neq: t.field({ type: scalar }),
-              _in: t.field({ type: [scalar], required: { list: false, items: true } }),
-              _nin: t.field({ type: [scalar], required: { list: false, items: true } }),
-              ...(ordered ? { _gt: t.field({ type: scalar }), _gte: t.field({ type: scalar }), _lt: t.field({ type: scalar }), _lte: t.field({ type: scalar }) } : {}),
-              ...(text ? { _like: t.string(), _nlike: t.string(), _ilike: t.string(), _nilike: t.string() } : {}),
-            }),
+        ...(cast ? { _cast: t.field({ type: cast }) } : {}),
+        ...Object.fromEntries(OPERATORS.filter((o) => o.applies(col.scalar)).map((o) => [o.name, operand(t, o.input)])),
       }),
     });
     comparisons.set(name, ref);
