@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
+import { AGGREGATE_BY_NAME } from '../schema/aggregates.ts';
 import type { TableModel } from '../schema/model.ts';
 import { badInput, joinCondition, tableModel, tableRef, visible, type Scope } from './scope.ts';
 
@@ -15,12 +16,18 @@ const DIRECTIONS: Record<string, SQL> = {
 /**
  * `order_by: [t_order_by!]` as ORDER BY terms on row `alias`. Ordering by a relationship reads
  * the related row only if the caller can see it (a hidden one sorts as NULL), and ordering by an
- * array relationship's count counts only visible rows, so a sort order reveals nothing hidden.
+ * array relationship's aggregate (count, max, avg, …) takes only visible rows, so a sort order reveals nothing hidden.
  */
 export function orderTerms(scope: Scope, model: TableModel, alias: Alias, orderBy: unknown): SQL[] {
   if (orderBy === null || orderBy === undefined) return [];
   const items = (Array.isArray(orderBy) ? orderBy : [orderBy]) as Record<string, unknown>[];
   return items.flatMap((item) => terms(scope, model, alias, item, (x) => x));
+}
+
+function direction(value: unknown): SQL {
+  const dir = DIRECTIONS[String(value)];
+  if (!dir) throw badInput(`unknown order direction ${String(value)}`);
+  return dir;
 }
 
 function terms(scope: Scope, model: TableModel, alias: Alias, item: Record<string, unknown>, wrap: (expr: SQL) => SQL): SQL[] {
@@ -29,19 +36,32 @@ function terms(scope: Scope, model: TableModel, alias: Alias, item: Record<strin
     if (value === null || value === undefined) continue;
     const col = model.columns.find((c) => c.name === key);
     if (col) {
-      const dir = DIRECTIONS[String(value)];
-      if (!dir) throw badInput(`unknown order direction ${String(value)}`);
-      out.push(sql`${wrap(sql.identifier(alias, col.name))} ${dir}`);
+      out.push(sql`${wrap(sql.identifier(alias, col.name))} ${direction(value)}`);
       continue;
     }
     const aggregate = key.endsWith('_aggregate') ? model.relationships.find((r) => r.kind === 'array' && `${r.name}_aggregate` === key) : undefined;
     if (aggregate) {
-      const dir = DIRECTIONS[String((value as Record<string, unknown>)['count'] ?? '')];
-      if (!dir) throw badInput(`${key} can be ordered by count only`);
       const other = Symbol(aggregate.target);
+      const target = tableModel(scope, aggregate.target);
       const where = and([joinCondition(aggregate, alias, other), visible(scope, aggregate.target, other)]);
-      // Wrapped like a column: through an object relationship the count is taken inside its subquery.
-      out.push(sql`${wrap(sql`(SELECT count(*) FROM ${tableRef(scope, aggregate.target)} AS ${sql.identifier(other)} WHERE ${where})`)} ${dir}`);
+      // Over the visible related rows only, so the order reveals nothing hidden; wrapped like a
+      // column: through an object relationship the aggregate is taken inside its subquery.
+      const over = (expr: SQL) => wrap(sql`(SELECT ${expr} FROM ${tableRef(scope, aggregate.target)} AS ${sql.identifier(other)} WHERE ${where})`);
+      for (const [fnName, spec] of Object.entries((value ?? {}) as Record<string, unknown>)) {
+        if (spec === null || spec === undefined) continue;
+        if (fnName === 'count') {
+          out.push(sql`${over(sql`count(*)`)} ${direction(spec)}`);
+          continue;
+        }
+        const fn = AGGREGATE_BY_NAME.get(fnName);
+        if (!fn) throw badInput(`${key} cannot be ordered by ${fnName}`);
+        for (const [colName, dir] of Object.entries(spec as Record<string, unknown>)) {
+          if (dir === null || dir === undefined) continue;
+          const col = target.columns.find((c) => c.name === colName && fn.applies(c.scalar));
+          if (!col) throw badInput(`${key}.${fnName} has no column "${colName}"`);
+          out.push(sql`${over(fn.sql(sql.identifier(other, col.name), col.type.name))} ${direction(dir)}`);
+        }
+      }
       continue;
     }
     const rel = model.relationships.find((r) => r.kind === 'object' && r.name === key);

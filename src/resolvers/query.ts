@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
+import { AGGREGATE_BY_NAME } from '../schema/aggregates.ts';
 import type { Relationship, TableModel } from '../schema/model.ts';
 import { orderTerms } from './order.ts';
 import { badInput, column, fenced, joinCondition, needsFence, pkMatch, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
@@ -53,6 +54,26 @@ function count(value: unknown, name: string, max: number): number | null {
 }
 
 /**
+ * `distinct_on`'s columns, or null. As in Hasura (and PostgreSQL's DISTINCT ON), an `order_by`
+ * must begin with exactly those columns, so which row of each group is kept is the caller's choice;
+ * without `order_by` the rows are ordered by them.
+ */
+function distinctColumns(model: TableModel, args: Record<string, unknown>): string[] | null {
+  const columns = args['distinct_on'] as string[] | null | undefined;
+  if (!columns || columns.length === 0) return null;
+  const distinct = [...new Set(columns.map((c) => column(model, c).name))];
+  const orderBy = args['order_by'];
+  if (orderBy !== null && orderBy !== undefined) {
+    const leading = ((Array.isArray(orderBy) ? orderBy : [orderBy]) as Record<string, unknown>[])
+      .flatMap((item) => Object.entries(item ?? {}).filter(([, v]) => v !== null && v !== undefined).map(([k]) => k))
+      .slice(0, distinct.length);
+    if (new Set(leading).size !== distinct.length || leading.some((k) => !distinct.includes(k)))
+      throw badInput('"distinct_on" columns must match the initial "order_by" columns');
+  }
+  return distinct;
+}
+
+/**
  * The rows of `model` the caller can see, filtered, ordered and paged: `SELECT s.* FROM (…) s`,
  * so every caller of this (lists, aggregates, nodes) shares the same visibility and paging.
  */
@@ -76,8 +97,10 @@ function rowsSource(
   // A nested list is reached through its foreign key (an index lookup per parent) and checks each
   // row's visibility as one condition; a top-level list lets each rule find its rows (visibleRows).
   // Each branch of a split read keeps only what the page can use: its first limit + offset rows.
+  const distinctOn = distinctColumns(model, args);
   const paging = (a: Alias): SQL => {
-    if (limit === null || fence) return sql.blank;
+    // A branch's first rows may be duplicates that DISTINCT ON drops: page only after it.
+    if (limit === null || fence || distinctOn) return sql.blank;
     const terms = orderTerms(scope, model, a, args['order_by']);
     return sql`${terms.length ? sql` ORDER BY ${sql.join(terms, ', ')}` : sql.blank} LIMIT ${sql.literal(limit + (offset ?? 0))}`;
   };
@@ -85,14 +108,18 @@ function rowsSource(
   const visibility = extra ? and([visible(scope, model.name, inner), extra(inner)]) : split ? sql.true : visibleRows(scope, model, inner, filter);
   const rows = fenced(scope, model, where, sql`${split ?? tableRef(scope, model.name)} AS ${sql.identifier(inner)}`, inner, visibility);
   const condition = and([rows.visibility, fence ? whereSql(scope, model, rows.alias, where) : sql.true]);
-  const order = orderTerms(scope, model, rows.alias, args['order_by']);
+  const ordering = (a: Alias) => [
+    ...(distinctOn && !args['order_by'] ? distinctOn.map((c) => sql.identifier(a, c)) : []),
+    ...orderTerms(scope, model, a, args['order_by']),
+  ];
+  const order = ordering(rows.alias);
   const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
   const offsetSql = offset ? sql` OFFSET ${sql.literal(offset)}` : sql.blank;
   const alias = Symbol(`${model.name}_rows`);
   // The ORDER BY terms are evaluated on the paged rows again (as `alias`) to order the JSON array.
-  const outerOrder = orderTerms(scope, model, alias, args['order_by']);
+  const outerOrder = ordering(alias);
   return {
-    from: sql`(SELECT ${sql.identifier(rows.alias)}.* FROM ${rows.from} WHERE ${condition}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
+    from: sql`(SELECT ${distinctOn ? sql`DISTINCT ON (${sql.join(distinctOn.map((c) => sql.identifier(rows.alias, c)), ', ')}) ` : sql.blank}${sql.identifier(rows.alias)}.* FROM ${rows.from} WHERE ${condition}${orderSql}${limit === null ? sql.blank : sql` LIMIT ${sql.literal(limit)}`}${offsetSql}) AS ${sql.identifier(alias)}`,
     alias,
     order: outerOrder,
   };
@@ -111,8 +138,6 @@ export function byPkSql(scope: Scope, model: TableModel, f: SelectedField): SQL 
   const where = and([pkMatch(scope, model, alias, f.args), visible(scope, model.name, alias)]);
   return sql`(SELECT ${rowJson(scope, model, alias, f.children)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${where})`;
 }
-
-const AGGREGATES = ['sum', 'avg', 'max', 'min'] as const;
 
 /** `t_aggregate`: `{ aggregate { count sum avg max min } nodes }` over the visible rows only. */
 export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
@@ -135,17 +160,12 @@ export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, 
             const nonNull = and(cols.map((c) => sql`${sql.identifier(alias, c)} IS NOT NULL`));
             inner.push([a.key, distinct ? sql`count(DISTINCT ${tuple}) FILTER (WHERE ${nonNull})` : sql`count(*) FILTER (WHERE ${nonNull})`]);
           }
-        } else if ((AGGREGATES as readonly string[]).includes(a.name)) {
-          const fn = { sum: sql`sum`, avg: sql`avg`, max: sql`max`, min: sql`min` }[a.name as (typeof AGGREGATES)[number]];
+        } else {
+          const fn = AGGREGATE_BY_NAME.get(a.name);
+          if (!fn) continue;
           const cols: [string, SQL][] = a.children.map((c) => {
             const col = column(model, c.name);
-            // PostgreSQL has no min/max for uuid; the canonical text form sorts the same way.
-            const value =
-              col.type.name === 'uuid' && (a.name === 'max' || a.name === 'min')
-                ? sql`${fn}(${sql.identifier(alias, col.name)}::text)::uuid`
-                : sql`${fn}(${sql.identifier(alias, col.name)})`;
-            const asText = a.name === 'avg' ? sql`${value}::float8` : col.scalar.asText || a.name === 'sum' ? sql`${value}::text` : value;
-            return [c.key, asText];
+            return [c.key, fn.json(fn.sql(sql.identifier(alias, col.name), col.type.name), col.scalar)];
           });
           inner.push([a.key, buildObject(cols)]);
         }

@@ -2,6 +2,7 @@ import SchemaBuilder from '@pothos/core';
 import type { GraphQLSchema } from 'graphql';
 import type { GraphQLContext } from './context.ts';
 import type { ApiModel, ColumnModel, TableModel } from './model.ts';
+import { AGGREGATE_FUNCTIONS } from './aggregates.ts';
 import { castsToString, OPERATORS, STRING_SCALAR, type Operator } from './operators.ts';
 import { SCALARS } from './scalars.ts';
 import { rootField, type Resolvers } from '../resolvers/index.ts';
@@ -47,7 +48,10 @@ interface TableRefs {
   change: AnyRef;
   streamCursor: AnyRef;
   streamCursorValue: AnyRef;
-  summary: Record<'sum' | 'avg' | 'max' | 'min', AnyRef | null>;
+  /** `t_<fn>_fields` per aggregate function that applies to some column of the table. */
+  summary: Map<string, AnyRef>;
+  /** `t_<fn>_order_by` per aggregate function, for ordering a parent by this table's aggregate. */
+  summaryOrderBy: Map<string, AnyRef>;
 }
 
 /**
@@ -119,6 +123,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
     const cols = columnsOf(m);
     const numeric = cols.filter((c) => c.scalar.numeric && !c.scalar.list);
     const ordered = cols.filter((c) => c.scalar.ordered && !c.scalar.list);
+    const summarized = AGGREGATE_FUNCTIONS.filter((a) => cols.some((c) => a.applies(c.scalar)));
     const enumOf = (names: string[], what: string) =>
       names.length ? Object.fromEntries(names.map((n) => [n, { description: `${what} "${n}"` }])) : null;
     const selectValues = enumOf(cols.map((c) => c.name), 'column');
@@ -145,17 +150,16 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
       change: live ? builder.objectRef<Row>(`${t}_change`) : null,
       streamCursor: live && ordered.length ? builder.inputRef<Row>(`${t}_stream_cursor_input`) : null,
       streamCursorValue: live && ordered.length ? builder.inputRef<Row>(`${t}_stream_cursor_value_input`) : null,
-      summary: {
-        sum: numeric.length ? builder.objectRef<Row>(`${t}_sum_fields`) : null,
-        avg: numeric.length ? builder.objectRef<Row>(`${t}_avg_fields`) : null,
-        max: ordered.length ? builder.objectRef<Row>(`${t}_max_fields`) : null,
-        min: ordered.length ? builder.objectRef<Row>(`${t}_min_fields`) : null,
-      },
+      summary: new Map(summarized.map((a) => [a.name, builder.objectRef<Row>(`${t}_${a.name}_fields`)])),
+      summaryOrderBy: new Map(summarized.map((a) => [a.name, builder.inputRef<Row>(`${t}_${a.name}_order_by`)])),
     });
   }
   const refsOf = (t: string) => refs.get(t)!;
 
   const listArgs = (t: AnyRef, target: string) => ({
+    ...(refsOf(target).selectColumn
+      ? { distinct_on: t.arg({ type: [refsOf(target).selectColumn], required: { list: false, items: true }, description: 'distinct select on columns' }) }
+      : {}),
     where: t.arg({ type: refsOf(target).boolExp, description: 'filter the rows returned' }),
     order_by: t.arg({ type: [refsOf(target).orderBy], required: { list: false, items: true }, description: 'sort the rows by one or more columns' }),
     limit: t.arg.int({ description: 'limit the number of rows returned' }),
@@ -205,20 +209,18 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
           },
           resolve: fromParent,
         }),
-        ...Object.fromEntries(
-          (['sum', 'avg', 'max', 'min'] as const).flatMap((k) => (r.summary[k] ? [[k, f.field({ type: r.summary[k], nullable: true, resolve: fromParent })]] : [])),
-        ),
+        ...Object.fromEntries([...r.summary].map(([k, ref]) => [k, f.field({ type: ref, nullable: true, resolve: fromParent })])),
       }),
     });
-    for (const k of ['sum', 'avg', 'max', 'min'] as const) {
-      const ref = r.summary[k];
-      if (!ref) continue;
-      const picked = cols.filter((c) => !c.scalar.list && (k === 'sum' || k === 'avg' ? c.scalar.numeric : c.scalar.ordered));
-      const typeOf = (c: ColumnModel) =>
-        k === 'avg' ? 'Float' : k === 'sum' ? (c.scalar.name === 'Int' ? 'bigint' : c.scalar.name === 'bigint' ? 'numeric' : c.scalar.name) : c.scalar.name;
-      ref.implement({
-        description: `aggregate ${k} on columns of "${t}"`,
-        fields: (f: AnyRef) => Object.fromEntries(picked.map((c) => [c.name, f.field({ type: typeOf(c), nullable: true, resolve: fromParent })])),
+    for (const a of AGGREGATE_FUNCTIONS) {
+      const picked = cols.filter((c) => a.applies(c.scalar));
+      r.summary.get(a.name)?.implement({
+        description: `aggregate ${a.name} on columns of "${t}"`,
+        fields: (f: AnyRef) => Object.fromEntries(picked.map((c) => [c.name, f.field({ type: a.result(c.scalar), nullable: true, resolve: fromParent })])),
+      });
+      r.summaryOrderBy.get(a.name)?.implement({
+        description: `order by ${a.name}() on columns of table "${t}"`,
+        fields: (f: AnyRef) => Object.fromEntries(picked.map((c) => [c.name, f.field({ type: orderBy })])),
       });
     }
 
@@ -250,7 +252,10 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
     });
     r.aggregateOrderBy.implement({
       description: `order by aggregate values of table "${t}"`,
-      fields: (f: AnyRef) => ({ count: f.field({ type: orderBy }) }),
+      fields: (f: AnyRef) => ({
+        count: f.field({ type: orderBy }),
+        ...Object.fromEntries([...r.summaryOrderBy].map(([k, ref]) => [k, f.field({ type: ref })])),
+      }),
     });
 
     r.change?.implement({
