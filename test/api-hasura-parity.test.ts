@@ -140,3 +140,24 @@ describe('distinct_on', () => {
     expect(res.errors?.[0]?.message).toMatch(/distinct_on/);
   });
 });
+
+describe('graphql.rootTypeNames: "hasura"', () => {
+  let hasura: TestGateway;
+  beforeAll(async () => {
+    hasura = await startGateway(db, {
+      tables: { ...GROUP_TABLES, doc: { ...GROUP_TABLES.doc, delete: 'SELECT * FROM doc WHERE owner = :sender' } },
+      graphql: { rootTypeNames: 'hasura' },
+    });
+  });
+
+  it('names the root types query_root and mutation_root, and they answer', async () => {
+    const res = await hasura.gql('bob', '{ __schema { queryType { name } mutationType { name } } __typename doc(where: {id: {_eq: 1}}) { id } }');
+    expect(res).toEqual({ data: { __schema: { queryType: { name: 'query_root' }, mutationType: { name: 'mutation_root' } }, __typename: 'query_root', doc: [{ id: 1 }] } });
+    const mutation = await hasura.gql('bob', 'mutation { __typename delete_doc(where: {id: {_eq: 0}}) { affected_rows } }');
+    expect(mutation).toEqual({ data: { __typename: 'mutation_root', delete_doc: { affected_rows: 0 } } });
+  });
+
+  it('the default keeps Query', async () => {
+    expect(await api.gql('bob', '{ __typename }')).toEqual({ data: { __typename: 'Query' } });
+  });
+});

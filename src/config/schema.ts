@@ -89,6 +89,14 @@ export const configSchema = z
       .object({ retentionHours: z.number().positive().default(24) })
       .strict()
       .prefault({}),
+    graphql: z
+      .object({
+        // "hasura": the root types are named query_root, mutation_root and subscription_root, as in
+        // Hasura, for clients and codegen configs migrated from it; "standard": Query, Mutation, Subscription.
+        rootTypeNames: z.enum(['standard', 'hasura']).default('standard'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -323,6 +323,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
   const pkArgs = (f: AnyRef, m: TableModel) => Object.fromEntries(m.primaryKey.map((c) => [c.name, f.arg({ type: c.scalar.name, required: true })]));
 
   builder.queryType({
+    name: api.rootTypes.query,
     fields: (f: AnyRef) => {
       const fields: Record<string, AnyRef> = {};
       for (const m of tables) {
@@ -340,6 +341,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
   const mutable = tables.filter((m) => m.policy.insert || m.policy.update || m.policy.delete);
   if (mutable.length) {
     builder.mutationType({
+      name: api.rootTypes.mutation,
       fields: (f: AnyRef) => {
         const fields: Record<string, AnyRef> = {};
         for (const m of mutable) {
@@ -415,6 +417,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
       };
     const payload = (value: unknown) => value;
     builder.subscriptionType({
+      name: api.rootTypes.subscription,
       fields: (f: AnyRef) => {
         const fields: Record<string, AnyRef> = {};
         for (const m of tables) {

@@ -37,6 +37,8 @@ export interface ApiModel {
   rules: CompiledRules;
   maxRows: number;
   maxTotalRows: number;
+  /** Names of the query, mutation and subscription types. */
+  rootTypes: { query: string; mutation: string; subscription: string };
 }
 
 /** A naive English plural, enough for table names: player → players, company → companies. */
@@ -46,7 +48,7 @@ function plural(name: string): string {
   return `${name}s`;
 }
 
-export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'>, catalog: Catalog, rules: CompiledRules): ApiModel {
+export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database' | 'graphql'>, catalog: Catalog, rules: CompiledRules): ApiModel {
   const tables = new Map<string, TableModel>();
   for (const policy of rules.policies.values()) {
     const table = catalog.tables.get(policy.table)!;
@@ -81,7 +83,11 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
       if (renamed) rel.name = renamed;
     }
   }
-  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows };
+  const rootTypes =
+    config.graphql.rootTypeNames === 'hasura'
+      ? { query: 'query_root', mutation: 'mutation_root', subscription: 'subscription_root' }
+      : { query: 'Query', mutation: 'Mutation', subscription: 'Subscription' };
+  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */
