@@ -459,21 +459,23 @@ describe('the config as a whole', () => {
     expect(problems.map((p) => p.message)).toEqual(['tables.secret: no table "secret" in schema "public"']);
   });
 
-  it('unknown columns in insert.columns, insert.set, update.columns and update.set fail, each reported', async () => {
+  it('unknown columns in selectColumns, insert.columns, insert.set, update.columns and update.set fail, each reported', async () => {
     const problems = await problemsOf({
       account: {
         select: OWN,
+        selectColumns: ['id', 'nam'],
         insert: { check: [OWN], columns: ['name', 'nmae'], set: { identiy: ':sender' } },
         update: { filter: [OWN], columns: ['colour'], set: { owner: ':sender' } },
       },
     });
     expect(problems.map((p) => [p.site, p.message])).toEqual([
+      [null, 'tables.account.selectColumns: table "account" has no column "nam"'],
       [null, 'tables.account.insert.columns: table "account" has no column "nmae"'],
       [null, 'tables.account.insert.set: table "account" has no column "identiy"'],
       [null, 'tables.account.update.columns: table "account" has no column "colour"'],
       [null, 'tables.account.update.set: table "account" has no column "owner"'],
     ]);
-    expect(problems[0]!.hint).toBe('Columns of account: id, identity, name.');
+    expect(problems[1]!.hint).toBe('Columns of account: id, identity, name.');
   });
 
   it('a sound config compiles and verifies (the cases above fail for their fault alone)', async () => {

@@ -33,6 +33,11 @@ const tableSchema = z
       .optional(),
     delete: oneOrMany.optional(),
     relationships: z.record(z.string(), z.string()).optional(),
+    // Columns a caller may read (Hasura's select permission columns); unlisted ones exist only for
+    // rules and writes. Default: every column.
+    selectColumns: z.array(z.string()).min(1, 'list at least one column').optional(),
+    // At most this many rows of the table per list or aggregate (Hasura's select permission limit).
+    selectLimit: z.number().int().positive().optional(),
   })
   .strict();
 

@@ -33,7 +33,7 @@ export async function* streamBatches(
   const initial = Object.entries(cursors[0]?.initial_value ?? {}).filter(([, v]) => v !== undefined && v !== null);
   if (cursors.length !== 1 || initial.length !== 1) throw badInput('give exactly one cursor with exactly one column in initial_value');
   const [column, start] = initial[0]!;
-  const col = model.columns.find((c) => c.name === column);
+  const col = model.readable.find((c) => c.name === column);
   if (!col?.scalar.ordered) throw badInput(`${column} cannot be a stream cursor`);
   const descending = cursors[0]?.ordering === 'DESC';
   const limit = Math.min(batchSize, api.maxRows);

@@ -112,7 +112,7 @@ function whereInputs(api: ApiModel, model: TableModel, exp: unknown, out: Unchec
     if (key === '_and' || key === '_or') for (const e of Array.isArray(value) ? value : [value]) whereInputs(api, model, e, out);
     else if (key === '_not') whereInputs(api, model, value, out);
     else {
-      const col = model.columns.find((c) => c.name === key);
+      const col = model.readable.find((c) => c.name === key);
       if (col) {
         comparisonInputs(col, value as Record<string, unknown>, `${model.name}.${col.name}`, out);
         continue;

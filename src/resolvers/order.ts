@@ -34,7 +34,7 @@ function terms(scope: Scope, model: TableModel, alias: Alias, item: Record<strin
   const out: SQL[] = [];
   for (const [key, value] of Object.entries(item ?? {})) {
     if (value === null || value === undefined) continue;
-    const col = model.columns.find((c) => c.name === key);
+    const col = model.readable.find((c) => c.name === key);
     if (col) {
       out.push(sql`${wrap(sql.identifier(alias, col.name))} ${direction(value)}`);
       continue;
@@ -57,7 +57,7 @@ function terms(scope: Scope, model: TableModel, alias: Alias, item: Record<strin
         if (!fn) throw badInput(`${key} cannot be ordered by ${fnName}`);
         for (const [colName, dir] of Object.entries(spec as Record<string, unknown>)) {
           if (dir === null || dir === undefined) continue;
-          const col = target.columns.find((c) => c.name === colName && fn.applies(c.scalar));
+          const col = target.readable.find((c) => c.name === colName && fn.applies(c.scalar));
           if (!col) throw badInput(`${key}.${fnName} has no column "${colName}"`);
           out.push(sql`${over(fn.sql(sql.identifier(other, col.name), col.type.name))} ${direction(dir)}`);
         }

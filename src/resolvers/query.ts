@@ -3,7 +3,7 @@ import { and, type Alias } from '../rules/index.ts';
 import { AGGREGATE_BY_NAME } from '../schema/aggregates.ts';
 import type { Relationship, TableModel } from '../schema/model.ts';
 import { orderTerms } from './order.ts';
-import { badInput, column, fenced, joinCondition, needsFence, pkMatch, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
+import { badInput, fenced, joinCondition, needsFence, pkMatch, readableColumn, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
@@ -30,7 +30,7 @@ export function rowJson(scope: Scope, model: TableModel, alias: Alias, fields: S
 }
 
 function fieldSql(scope: Scope, model: TableModel, alias: Alias, f: SelectedField): SQL {
-  const col = model.columns.find((c) => c.name === f.name);
+  const col = model.readable.find((c) => c.name === f.name);
   if (col) return col.scalar.asText ? sql`${sql.identifier(alias, col.name)}::text${col.scalar.list ? sql`[]` : sql.blank}` : sql.identifier(alias, col.name);
   const rel = model.relationships.find((r) => r.name === f.name);
   if (rel?.kind === 'object') return objectRelationship(scope, rel, alias, f);
@@ -61,7 +61,7 @@ function count(value: unknown, name: string, max: number): number | null {
 function distinctColumns(model: TableModel, args: Record<string, unknown>): string[] | null {
   const columns = args['distinct_on'] as string[] | null | undefined;
   if (!columns || columns.length === 0) return null;
-  const distinct = [...new Set(columns.map((c) => column(model, c).name))];
+  const distinct = [...new Set(columns.map((c) => readableColumn(model, c).name))];
   const orderBy = args['order_by'];
   if (orderBy !== null && orderBy !== undefined) {
     const leading = ((Array.isArray(orderBy) ? orderBy : [orderBy]) as Record<string, unknown>[])
@@ -87,7 +87,10 @@ function rowsSource(
   const inner = Symbol(model.name);
   // Rows sent to the caller are capped at maxRows; an aggregate without `nodes` sends one row,
   // so it counts every visible row unless the caller gives a limit.
-  const limit = count(args['limit'], 'limit', scope.api.maxRows) ?? (capped ? scope.api.maxRows : null);
+  // A table's selectLimit caps every list and aggregate of it, with or without a caller's limit.
+  const given = count(args['limit'], 'limit', scope.api.maxRows) ?? (capped ? scope.api.maxRows : null);
+  const cap = scope.params ? model.selectLimit : null;
+  const limit = cap === null ? given : Math.min(given ?? cap, cap);
   const offset = count(args['offset'], 'offset', Number.MAX_SAFE_INTEGER);
   const where = args['where'] as Record<string, unknown> | undefined;
   // With a fence (the caller is restricted here and gave a filter) the filter and the paging wait
@@ -139,6 +142,12 @@ export function byPkSql(scope: Scope, model: TableModel, f: SelectedField): SQL 
   return sql`(SELECT ${rowJson(scope, model, alias, f.children)} FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${where})`;
 }
 
+/** The row for `count(distinct: true)`: its readable columns only, so unreadable ones cannot tell rows apart. */
+function wholeRow(model: TableModel, alias: Alias): SQL {
+  if (model.readable.length === model.columns.length) return sql`${sql.identifier(alias)}.*`;
+  return sql`ROW(${sql.join(model.readable.map((c) => sql.identifier(alias, c.name)), ', ')})`;
+}
+
 /** `t_aggregate`: `{ aggregate { count sum avg max min } nodes }` over the visible rows only. */
 export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
   const { from, alias, order } = rowsSource(scope, model, f.args, extra, f.children.some((c) => c.name === 'nodes'));
@@ -153,9 +162,9 @@ export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, 
         if (a.name === 'count') {
           const cols = (a.args['columns'] as string[] | undefined) ?? [];
           const distinct = a.args['distinct'] === true;
-          if (cols.length === 0) inner.push([a.key, distinct ? sql`count(DISTINCT ${sql.identifier(alias)}.*)` : sql`count(*)`]);
+          if (cols.length === 0) inner.push([a.key, distinct ? sql`count(DISTINCT ${wholeRow(model, alias)})` : sql`count(*)`]);
           else {
-            const tuple = cols.length === 1 ? sql.identifier(alias, column(model, cols[0]!).name) : sql`ROW(${sql.join(cols.map((c) => sql.identifier(alias, column(model, c).name)), ', ')})`;
+            const tuple = cols.length === 1 ? sql.identifier(alias, readableColumn(model, cols[0]!).name) : sql`ROW(${sql.join(cols.map((c) => sql.identifier(alias, readableColumn(model, c).name)), ', ')})`;
             // count(ROW(…)) would count rows whose columns are all NULL; Hasura counts non-null values.
             const nonNull = and(cols.map((c) => sql`${sql.identifier(alias, c)} IS NOT NULL`));
             inner.push([a.key, distinct ? sql`count(DISTINCT ${tuple}) FILTER (WHERE ${nonNull})` : sql`count(*) FILTER (WHERE ${nonNull})`]);
@@ -164,7 +173,7 @@ export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, 
           const fn = AGGREGATE_BY_NAME.get(a.name);
           if (!fn) continue;
           const cols: [string, SQL][] = a.children.map((c) => {
-            const col = column(model, c.name);
+            const col = readableColumn(model, c.name);
             return [c.key, fn.json(fn.sql(sql.identifier(alias, col.name), col.type.name), col.scalar)];
           });
           inner.push([a.key, buildObject(cols)]);

@@ -160,6 +160,16 @@ export function column(model: TableModel, name: string): ColumnModel {
   return col;
 }
 
+/**
+ * A column the caller reads, filters, sorts or aggregates on. The schema already offers only these;
+ * this second check keeps an unreadable column out of every read path even if a type offered it.
+ */
+export function readableColumn(model: TableModel, name: string): ColumnModel {
+  const col = model.readable.find((c) => c.name === name);
+  if (!col) throw badInput(`field "${name}" not found in type: '${model.name}'`);
+  return col;
+}
+
 /** A caller's value bound as a parameter, cast to the column's type. Never spliced into SQL text. */
 export function bindValue(scope: Scope, col: ColumnModel, value: unknown): SQL {
   const json = !col.scalar.list && (col.scalar.name === 'json' || col.scalar.name === 'jsonb');

@@ -22,7 +22,7 @@ export function whereSql(scope: Scope, model: TableModel, alias: Alias, exp: Boo
     else if (key === '_or') parts.push(or(list(value).map((e) => whereSql(scope, model, alias, e))));
     else if (key === '_not') parts.push(value === null ? sql.true : sql`(NOT ${whereSql(scope, model, alias, value as BoolExp)})`);
     else {
-      const col = model.columns.find((c) => c.name === key);
+      const col = model.readable.find((c) => c.name === key);
       if (col) {
         parts.push(comparison(scope, col, sql.identifier(alias, col.name), value as Record<string, unknown> | null));
         continue;

@@ -215,6 +215,7 @@ function checkColumns(problems: RuleProblem[], table: string, tc: TableConfig, c
       if (!columns.has(name)) problems.push(tableProblem(`${path}: table "${table}" has no column "${name}"`, `Columns of ${table}: ${[...columns].join(', ')}.`));
     }
   };
+  check(`tables.${table}.selectColumns`, tc.selectColumns ?? []);
   check(`tables.${table}.insert.columns`, tc.insert?.columns ?? []);
   check(`tables.${table}.insert.set`, Object.keys(tc.insert?.set ?? {}));
   check(`tables.${table}.update.columns`, tc.update?.columns ?? []);

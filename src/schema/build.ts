@@ -115,13 +115,18 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
     if (!VALID_NAME.test(m.name)) throw new Error(`table "${m.name}" has no valid GraphQL name; rename it or leave it out of "tables"`);
     return true;
   });
-  const columnsOf = (m: TableModel) => m.columns.filter((c) => VALID_NAME.test(c.name));
+  // What callers read, filter, sort and aggregate on: the readable columns; writes take any column
+  // their rule lists (a write-only column such as a password hash is not readable).
+  const columnsOf = (m: TableModel) => m.readable.filter((c) => VALID_NAME.test(c.name));
+  const writableOf = (m: TableModel) => m.columns.filter((c) => VALID_NAME.test(c.name));
+  // `_by_pk` fields take the key as arguments: only when every key column is readable, or probing
+  // keys would reveal the values of an unreadable column.
+  const keyed = (m: TableModel) => m.primaryKey.length > 0 && m.primaryKey.every((k) => m.readable.includes(k));
 
   // Create every ref first: types refer to each other (relationships, nested filters) in cycles.
   for (const m of tables) {
     const t = m.name;
     const cols = columnsOf(m);
-    const numeric = cols.filter((c) => c.scalar.numeric && !c.scalar.list);
     const ordered = cols.filter((c) => c.scalar.ordered && !c.scalar.list);
     const summarized = AGGREGATE_FUNCTIONS.filter((a) => cols.some((c) => a.applies(c.scalar)));
     const enumOf = (names: string[], what: string) =>
@@ -141,8 +146,8 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
       selectColumn: selectValues ? builder.enumType(`${t}_select_column`, { values: selectValues }) : null,
       insertInput: insert ? builder.inputRef<Row>(`${t}_insert_input`) : null,
       setInput: update ? builder.inputRef<Row>(`${t}_set_input`) : null,
-      incInput: update && numeric.some((c) => update.columns.includes(c.name)) ? builder.inputRef<Row>(`${t}_inc_input`) : null,
-      pkInput: m.primaryKey.length ? builder.inputRef<Row>(`${t}_pk_columns_input`) : null,
+      incInput: update && writableOf(m).some((c) => c.scalar.numeric && !c.scalar.list && update.columns.includes(c.name)) ? builder.inputRef<Row>(`${t}_inc_input`) : null,
+      pkInput: keyed(m) ? builder.inputRef<Row>(`${t}_pk_columns_input`) : null,
       onConflict: insert && constraintValues ? builder.inputRef<Row>(`${t}_on_conflict`) : null,
       constraint: insert && constraintValues ? builder.enumType(`${t}_constraint`, { values: constraintValues }) : null,
       updateColumn: insert && constraintValues ? builder.enumType(`${t}_update_column`, { values: updateValues ?? { _PLACEHOLDER: { description: 'no column can be updated' } } }) : null,
@@ -281,7 +286,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
 
     const insert = m.policy.insert;
     if (insert && r.insertInput) {
-      const allowed = cols.filter((c) => insert.columns.includes(c.name));
+      const allowed = writableOf(m).filter((c) => insert.columns.includes(c.name));
       r.insertInput.implement({
         description: `input type for inserting data into table "${t}"`,
         fields: (f: AnyRef) => Object.fromEntries(allowed.map((c) => [c.name, f.field({ type: colType(c) })])),
@@ -289,7 +294,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
     }
     const update = m.policy.update;
     if (update && r.setInput) {
-      const allowed = cols.filter((c) => update.columns.includes(c.name));
+      const allowed = writableOf(m).filter((c) => update.columns.includes(c.name));
       r.setInput.implement({
         description: `input type for updating data in table "${t}"`,
         fields: (f: AnyRef) => Object.fromEntries(allowed.map((c) => [c.name, f.field({ type: colType(c) })])),
@@ -330,7 +335,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
         const r = refsOf(m.name);
         fields[m.name] = f.field({ type: [r.object], args: listArgs(f, m.name), description: `fetch data from the table: "${m.name}"`, resolve: resolvers.list(m.name) });
         fields[`${m.name}_aggregate`] = f.field({ type: r.aggregate, args: listArgs(f, m.name), description: `fetch aggregated fields from the table: "${m.name}"`, resolve: resolvers.aggregate(m.name) });
-        if (m.primaryKey.length) {
+        if (keyed(m)) {
           fields[`${m.name}_by_pk`] = f.field({ type: r.object, nullable: true, args: pkArgs(f, m), description: `fetch data from the table: "${m.name}" using primary key columns`, resolve: resolvers.byPk(m.name) });
         }
       }
@@ -390,7 +395,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
               args: { where: f.arg({ type: r.boolExp, required: true }) },
               resolve: resolvers.delete(m.name),
             });
-            if (m.primaryKey.length) {
+            if (keyed(m)) {
               fields[`delete_${m.name}_by_pk`] = f.field({
                 type: r.object,
                 nullable: true,
@@ -424,7 +429,7 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
           const r = refsOf(m.name);
           fields[m.name] = f.field({ type: [r.object], args: listArgs(f, m.name), description: `live query on the table: "${m.name}"`, subscribe: subscribe('list', m), resolve: payload });
           fields[`${m.name}_aggregate`] = f.field({ type: r.aggregate, args: listArgs(f, m.name), description: `live aggregate on the table: "${m.name}"`, subscribe: subscribe('aggregate', m), resolve: payload });
-          if (m.primaryKey.length) {
+          if (keyed(m)) {
             fields[`${m.name}_by_pk`] = f.field({ type: r.object, nullable: true, args: pkArgs(f, m), description: `live row of the table: "${m.name}" by primary key`, subscribe: subscribe('byPk', m), resolve: payload });
           }
           if (r.streamCursor) {

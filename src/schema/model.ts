@@ -26,7 +26,12 @@ export interface TableModel {
   name: string;
   table: Table;
   policy: TablePolicy;
+  /** Every column: what rules, presets and writes may use. */
   columns: ColumnModel[];
+  /** The columns a caller may read, filter, sort and aggregate on (`selectColumns`). */
+  readable: ColumnModel[];
+  /** Rows per list or aggregate at most (`selectLimit`), or null. */
+  selectLimit: number | null;
   primaryKey: ColumnModel[];
   relationships: Relationship[];
 }
@@ -53,11 +58,15 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
   for (const policy of rules.policies.values()) {
     const table = catalog.tables.get(policy.table)!;
     const columns = table.columns.map((c) => ({ ...c, scalar: scalarFor(c.type, catalog) }));
+    const tc = config.tables[policy.table];
+    const readable = tc?.selectColumns ? columns.filter((c) => tc.selectColumns!.includes(c.name)) : columns;
     tables.set(policy.table, {
       name: policy.table,
       table,
       policy,
       columns,
+      readable,
+      selectLimit: tc?.selectLimit ?? null,
       primaryKey: table.primaryKey.map((k) => columns.find((c) => c.name === k)!),
       relationships: [],
     });
@@ -68,6 +77,9 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     for (const fk of model.table.foreignKeys) {
       const target = tables.get(fk.refTable);
       if (!target) continue;
+      // A relationship joined on an unreadable column would reveal its values (which row it points to).
+      const readable = (m: TableModel, names: string[]) => names.every((n) => m.readable.some((c) => c.name === n));
+      if (!readable(model, fk.columns) || !readable(target, fk.refColumns)) continue;
       const single = fk.columns.length === 1 ? fk.columns[0]! : null;
       const objectName = single?.endsWith('_id') && single.length > 3 ? single.slice(0, -3) : fk.refTable;
       addRelationship(model, { name: objectName, kind: 'object', target: fk.refTable, on: fk.columns.map((c, i) => [c, fk.refColumns[i]!]) }, fk.columns);
