@@ -1,14 +1,16 @@
 import { loadConfig } from '../config/index.ts';
 import { installCapture, removeCapture } from '../db/changes/index.ts';
-import { openDatabase } from '../db/index.ts';
+import { baseTables, openDatabase } from '../db/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import type { Catalog } from '../db/index.ts';
 import { loadAll } from './context.ts';
 
 /** Every table whose changes can change what a subscriber sees: the listed ones and every table their rules read. */
 export function capturedTables(rules: CompiledRules, catalog: Catalog, listed: string[]): { tables: string[]; views: string[] } {
-  const all = new Set(listed);
-  for (const policy of rules.policies.values()) for (const t of rules.readsTables(policy.table)) all.add(t);
+  const all = new Set<string>();
+  const add = (t: string) => baseTables(catalog, t).forEach((b) => all.add(b));
+  listed.forEach(add);
+  for (const policy of rules.policies.values()) for (const t of rules.readsTables(policy.table)) add(t);
   const tables: string[] = [];
   const views: string[] = [];
   for (const name of [...all].sort()) (catalog.tables.get(name)?.kind === 'view' ? views : tables).push(name);
@@ -36,7 +38,7 @@ export async function capture(configPath: string, drop: boolean): Promise<number
     for (const t of report.installed) console.log(`installed: ${t}`);
     for (const t of report.unchanged) console.log(`unchanged: ${t}`);
     for (const t of report.removed) console.log(`removed:   ${t}`);
-    for (const v of views) console.log(`skipped:   ${v} (a view; its changes are captured through the tables it reads, if those are captured)`);
+    for (const v of views) console.log(`skipped:   ${v} (a view; the tables it reads are captured)`);
     console.log(`ok: capturing ${tables.length} table${tables.length === 1 ? '' : 's'}`);
     return 0;
   } finally {

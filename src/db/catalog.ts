@@ -34,6 +34,8 @@ export interface Table {
   primaryKey: string[];
   uniques: { name: string; columns: string[] }[];
   foreignKeys: ForeignKey[];
+  /** For a view: the tables and views of the schema its query reads (directly); empty for a table. */
+  reads: string[];
 }
 
 export interface FunctionInfo {
@@ -54,6 +56,18 @@ export interface Catalog {
   functions: Map<string, FunctionInfo[]>;
   /** Types of pg_catalog and of the configured schema, by name: casts in rules resolve here. */
   types: Map<string, TypeRef>;
+}
+
+/** `name` and, if it is a view, every table it reads, through views of views: what capture must watch. */
+export function baseTables(catalog: Catalog, name: string): string[] {
+  const seen = new Set<string>();
+  const visit = (n: string): void => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    for (const r of catalog.tables.get(n)?.reads ?? []) visit(r);
+  };
+  visit(name);
+  return [...seen];
 }
 
 export function column(table: Table, name: string): Column | undefined {
@@ -114,6 +128,18 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
      WHERE n.nspname = ${schema} AND k.contype IN ('p', 'u', 'f')
      ORDER BY c.relname, k.conname`;
 
+  // A view's query is its rewrite rule; the relations that rule depends on are what it reads.
+  const viewReads = await sql<{ view: string; reads: string }[]>`
+    SELECT DISTINCT v.relname AS view, t.relname AS reads
+      FROM pg_rewrite r
+      JOIN pg_class v ON v.oid = r.ev_class
+      JOIN pg_namespace n ON n.oid = v.relnamespace
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+      JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
+      JOIN pg_namespace tn ON tn.oid = t.relnamespace
+     WHERE n.nspname = ${schema} AND tn.nspname = ${schema} AND v.relkind IN ('v', 'm')
+     ORDER BY 1, 2`;
+
   const functions = await sql<{ schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string }[]>`
     SELECT n.nspname AS schema, p.proname AS name, p.pronargs::int AS nargs,
            p.provariadic <> 0 AS variadic, p.provolatile AS volatility, p.prokind AS kind
@@ -130,7 +156,7 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
   for (const row of columns) {
     let table = tables.get(row.table);
     if (!table) {
-      table = { name: row.table, kind: row.kind === 'v' || row.kind === 'm' ? 'view' : 'table', columns: [], primaryKey: [], uniques: [], foreignKeys: [] };
+      table = { name: row.table, kind: row.kind === 'v' || row.kind === 'm' ? 'view' : 'table', columns: [], primaryKey: [], uniques: [], foreignKeys: [], reads: [] };
       tables.set(row.table, table);
     }
     table.columns.push({
@@ -150,6 +176,8 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
       table.foreignKeys.push({ name: row.name, columns: row.columns, refTable: row.ref_table, refColumns: row.ref_columns });
     }
   }
+
+  for (const row of viewReads) tables.get(row.view)?.reads.push(row.reads);
 
   const fnMap = new Map<string, FunctionInfo[]>();
   for (const fn of functions) {

@@ -41,13 +41,14 @@ function walk(api: ApiModel, model: TableModel, field: SelectedField, selected: 
 /**
  * Every table whose changes can change a subscription's result: the tables its selection, filters
  * and orderings read, and every table the visibility rules of those tables read (an `admin` row
- * inserted makes accounts appear). A change elsewhere never re-evaluates the subscription.
+ * inserted makes accounts appear), with the base tables of the views among them. A change elsewhere never re-evaluates the subscription.
  */
 export function tablesRead(api: ApiModel, model: TableModel, field: SelectedField): Set<string> {
   const direct = new Set<string>();
   walk(api, model, field, (m) => direct.add(m.name), (t) => direct.add(t));
   const all = new Set<string>();
-  for (const table of direct) for (const t of api.rules.readsTables(table)) all.add(t);
+  // A view changes when a table it reads does: its base tables are what the change log holds.
+  for (const table of direct) for (const t of api.rules.readsTables(table)) for (const b of api.reads(t)) all.add(b);
   return all;
 }
 

@@ -445,7 +445,8 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
               resolve: payload,
             });
           }
-          fields[`${m.name}_changes`] = f.field({
+          // The change log holds rows of tables: a view's changes would be its base tables' rows.
+          if (m.table.kind !== 'view') fields[`${m.name}_changes`] = f.field({
             type: r.change,
             description: `one event per committed change of "${m.name}" that the subscriber may see; resume with after`,
             args: { where: f.arg({ type: r.boolExp, description: 'filter the changed rows (old and new images)' }), after: f.arg.string({ description: 'resume after this position' }) },

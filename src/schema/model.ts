@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.ts';
-import type { Catalog, Column, Table } from '../db/index.ts';
+import { baseTables, type Catalog, type Column, type Table } from '../db/index.ts';
 import type { CompiledRules, TablePolicy } from '../rules/index.ts';
 import { scalarFor, type ScalarInfo } from './scalars.ts';
 
@@ -42,6 +42,8 @@ export interface ApiModel {
   rules: CompiledRules;
   maxRows: number;
   maxTotalRows: number;
+  /** Every table a listed or rule-read relation reads, itself included (a view: its base tables). */
+  reads: (table: string) => string[];
   /** Names of the query, mutation and subscription types. */
   rootTypes: { query: string; mutation: string; subscription: string };
 }
@@ -99,7 +101,7 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     config.graphql.rootTypeNames === 'hasura'
       ? { query: 'query_root', mutation: 'mutation_root', subscription: 'subscription_root' }
       : { query: 'Query', mutation: 'Mutation', subscription: 'Subscription' };
-  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes };
+  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t) };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */

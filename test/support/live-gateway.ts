@@ -1,4 +1,5 @@
 import { parseConfig, type Config } from '../../src/config/index.ts';
+import { capturedTables } from '../../src/cli/capture.ts';
 import { installCapture, startChangeFeed, type ChangeFeed } from '../../src/db/changes/index.ts';
 import { connect } from '../../src/db/index.ts';
 import { buildApi } from '../../src/schema/index.ts';
@@ -32,9 +33,8 @@ export async function startLiveGateway(db: TestDatabase, config: Record<string, 
   const parsed = parseConfig({ auth: { jwt: { secret: LIVE_SECRET } }, ...config, limits: { maxSubscriptionsPerSocket: 1000, ...((config['limits'] as object) ?? {}) } }, {});
   const rules = await compile(db, parsed.tables as Record<string, unknown>);
   const catalog = await db.catalog();
-  const captured = new Set<string>();
-  for (const t of rules.policies.keys()) for (const r of rules.readsTables(t)) captured.add(r);
-  await installCapture(db.sql, 'public', [...captured]);
+  // What `rowgate serve` captures: the listed tables, the tables rules read, the tables views read.
+  await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(parsed.tables)).tables);
   // The gateway's own pool, as in `rowgate serve`: tests can kill its connections and keep theirs.
   const sql = connect(db.url, { max: 10 });
   const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });

@@ -1,5 +1,6 @@
 import { parse, subscribe, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { afterAll } from 'vitest';
+import { capturedTables } from '../../src/cli/capture.ts';
 import { parseConfig } from '../../src/config/index.ts';
 import { installCapture, startChangeFeed, type ChangeFeed } from '../../src/db/changes/index.ts';
 import { connect } from '../../src/db/index.ts';
@@ -29,14 +30,12 @@ export interface Subscription {
 export const asCaller = (sender: string | 'admin'): Caller =>
   sender === 'admin' ? { admin: true, identity: { sender: null, claims: {} } } : { admin: false, identity: { sender, claims: { sub: sender } } };
 
-/** Capture installed on every listed table and every table a rule reads, a feed, and the live schema. */
+/** Capture installed as `rowgate serve` installs it (listed tables, tables rules and views read), a feed, and the live schema. */
 export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number } = {}): Promise<LiveHarness> {
   const rules = await compile(db, tables);
   const config = parseConfig({ tables }, {});
   const catalog = await db.catalog();
-  const captured = new Set<string>();
-  for (const t of rules.policies.keys()) for (const r of rules.readsTables(t)) captured.add(r);
-  await installCapture(db.sql, 'public', [...captured]);
+  await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(config.tables)).tables);
   // Its own pool, closed with it: the test database's pool may be closed first.
   const sql = connect(db.url, { max: 5 });
   const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });
