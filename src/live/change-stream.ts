@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'pg-sql2';
 import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
+import { asOfCtes, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import { comparePositions, type Change } from './source.ts';
 
@@ -33,6 +34,8 @@ export interface ChangeShape {
   newJson: SQL;
   oldJson: SQL;
   width: number;
+  /** The tables whose state at a change's position decides its visibility (as-of.ts). */
+  asOf: AsOfSpec;
   subscribers: Map<string, ChangeSubscriber>;
 }
 
@@ -56,17 +59,38 @@ export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
 
 const CHANGES_PER_STATEMENT = 500;
 
+/**
+ * Evaluates `changes` (every captured table's, in position order) for the shape's subscribers. The
+ * changes of the shape's table are judged in segments: between two changes of a table its rules
+ * read, that table's state is the same for every change, so one statement judges a segment as of
+ * its last position (as-of.ts). When the rules read the table itself, every change is its own
+ * segment, its new image judged as of its position and its old one as of the position before.
+ */
 export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<void> {
-  const mine = changes.filter((c) => c.table === shape.table);
-  for (let i = 0; i < subs.length; i += batch) {
-    const chunk = subs.slice(i, i + batch);
-    for (let j = 0; j < mine.length; j += CHANGES_PER_STATEMENT) {
-      const part = mine.slice(j, j + CHANGES_PER_STATEMENT);
-      try {
-        await retryOnDisconnect(() => run(db, shape, chunk, part, count));
-      } catch (err) {
-        for (const sub of chunk) sub.fail(err);
-        return;
+  const boundaries = new Set(shape.asOf.tables.map((t) => t.name));
+  const segments: Change[][] = [];
+  let current: Change[] = [];
+  for (const c of changes) {
+    if (c.table === shape.table) current.push(c);
+    if (boundaries.has(c.table) && current.length) {
+      segments.push(current);
+      current = [];
+    }
+  }
+  if (current.length) segments.push(current);
+  for (const segment of segments) {
+    for (let j = 0; j < segment.length; j += CHANGES_PER_STATEMENT) {
+      const part = segment.slice(j, j + CHANGES_PER_STATEMENT);
+      const at = segment.at(-1)!.position;
+      const before = shape.asOf.selfRead ? (BigInt(at) - 1n).toString() : at;
+      for (let i = 0; i < subs.length; i += batch) {
+        const chunk = subs.slice(i, i + batch);
+        try {
+          await retryOnDisconnect(() => run(db, shape, chunk, part, at, before, count));
+        } catch (err) {
+          for (const sub of chunk) sub.fail(err);
+          return;
+        }
       }
     }
   }
@@ -74,17 +98,18 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
   if (last) for (const sub of subs) if (comparePositions(last, sub.cursor) > 0) sub.cursor = last;
 }
 
-async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], count: () => void): Promise<void> {
+async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], newAt: string, oldAt: string, count: () => void): Promise<void> {
   const s = SUBSCRIBERS;
   const table = sql.identifier(shape.schema, shape.table);
   const side = (column: string, row: symbol, match: SQL, json: SQL) =>
     sql`(SELECT coalesce(${match}, false) AS ok, ${json}::text AS j
            FROM jsonb_populate_record(NULL::${table}, c.${sql.identifier(column)}::jsonb) AS ${sql.identifier(row)}
           WHERE c.${sql.identifier(column)} IS NOT NULL)`;
+  const ctes = asOfCtes(shape.schema, shape.asOf, newAt, oldAt);
   count();
   const rows = await runSql<{ sid: string; i: number; n: boolean | null; o: boolean | null; nj: string | null; oj: string | null }>(
     db,
-    sql`SELECT ${sql.identifier(s, 'sid')} AS sid, c.i::int AS i, nn.ok AS n, oo.ok AS o,
+    sql`${ctes.length ? sql`WITH ${sql.join(ctes, ',\n')}\n` : sql.blank}SELECT ${sql.identifier(s, 'sid')} AS sid, c.i::int AS i, nn.ok AS n, oo.ok AS o,
                CASE WHEN nn.ok THEN nn.j END AS nj, CASE WHEN oo.ok THEN oo.j END AS oj
           FROM ${subscriberRelation(chunk, shape.width)}
           CROSS JOIN unnest(${sql.value(part.map((c) => (c.new ? JSON.stringify(c.new) : null)))}::text[],

@@ -6,6 +6,7 @@ import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, uncheckedIn
 import type { Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
+import { asOfRelation, asOfSpec } from './as-of.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
 import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
 import { comparePositions, type Change, type ChangeSource } from './source.ts';
@@ -47,8 +48,9 @@ const MAX_TARGETED_IMAGES = 500;
 const MAX_CHILD_IMAGES = 20_000;
 
 interface ChangeShapeState extends ChangeShape {
-  /** Changes of the table delivered and not yet evaluated; evaluated together, in order. */
+  /** Changes of the table (and of the tables its rules read) delivered and not yet evaluated; evaluated together, in order. */
   pending: Change[];
+  boundaries: Set<string>;
   running: boolean;
 }
 
@@ -131,7 +133,9 @@ export class LiveEngine {
       this.drain(shape);
     }
     for (const shape of this.changeShapes.values()) {
-      const mine = changes.filter((c) => c.table === shape.table);
+      // The table's changes and those of the tables its rules read: the latter mark where its
+      // visibility changed, so that each change is judged as of its position (as-of.ts).
+      const mine = changes.filter((c) => c.table === shape.table || shape.boundaries.has(c.table));
       if (mine.length === 0) continue;
       for (const sub of shape.subscribers.values()) sub.backlog?.push(...mine);
       shape.pending.push(...mine);
@@ -311,14 +315,18 @@ export class LiveEngine {
       const pairs = images(name).flatMap((c) => [sql.literal(c.key), rowJson(scope, model, row, c.children)]);
       return pairs.length ? sql`json_build_object(${sql.join(pairs, ', ')})` : sql`'{}'::json`;
     };
-    const match = (row: symbol) => visibleAnd(this.visibleFor(scope, model, row), whereSql(scope, model, row, where));
+    // Each image is judged with the tables its rules read as they were at the change (as-of.ts).
+    const asOf = asOfSpec(this.api, model.name);
+    const match = (row: symbol, side: 'new' | 'old') =>
+      visibleAnd(scope.params ? this.api.rules.visibility(model.name, row, scope.params, asOfRelation(asOf, side)) : sql.true, whereSql(scope, model, row, where));
     // Rendered once, in this order, so every subscriber's values line up with the same columns.
-    const parts = { newMatch: match(IMAGE_NEW), newJson: jsonOf('row', IMAGE_NEW), oldMatch: match(IMAGE_OLD), oldJson: jsonOf('old', IMAGE_OLD) };
+    const parts = { newMatch: match(IMAGE_NEW, 'new'), newJson: jsonOf('row', IMAGE_NEW), oldMatch: match(IMAGE_OLD, 'old'), oldJson: jsonOf('old', IMAGE_OLD) };
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson}`);
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     let shape = this.changeShapes.get(key);
     if (!shape) {
-      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, subscribers: new Map(), pending: [], running: false };
+      const boundaries = new Set(asOf.tables.map((t) => t.name));
+      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, boundaries, subscribers: new Map(), pending: [], running: false };
       this.changeShapes.set(key, shape);
       this.stats.shapes++;
     }

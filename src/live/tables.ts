@@ -53,7 +53,7 @@ export function tablesRead(api: ApiModel, model: TableModel, field: SelectedFiel
 }
 
 /** Whether the visibility of `table` reads `table` again (a self-join, or through another table). */
-function readsItself(rules: CompiledRules, table: string): boolean {
+export function readsItself(rules: CompiledRules, table: string): boolean {
   const set = rules.policy(table)?.select;
   if (!set || set === 'public') return false;
   return set.some(({ rule }) => rule.instances.some((inst, i) => i !== rule.target && (inst.table === table || rules.readsTables(inst.table).has(table))));

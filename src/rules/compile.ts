@@ -25,6 +25,9 @@ export interface TablePolicy {
   delete: CompiledRule[] | null;
 }
 
+/** What a rule reads for a table it joins: a relation with the table's columns, or undefined for the table itself. */
+export type Relation = (table: string) => SQL | undefined;
+
 export type RuleKind = 'select' | 'insert.check' | 'update.filter' | 'update.check' | 'delete';
 
 /**
@@ -48,17 +51,21 @@ export class CompiledRules {
     return !!policy && policy.select !== 'public';
   }
 
-  /** The condition a row of `table`, named `row`, must meet to be visible to the caller of `params`. */
-  visibility(table: string, row: Alias, params: ParamSource): SQL {
+  /**
+   * The condition a row of `table`, named `row`, must meet to be visible to the caller of `params`.
+   * `relation` names what each table the rules join is read from (default: the table itself); the
+   * change streams read the tables as they were at a change's position (live/as-of.ts).
+   */
+  visibility(table: string, row: Alias, params: ParamSource, relation?: Relation): SQL {
     const policy = this.policies.get(table);
     // Unlisted tables are not exposed, but rules may read them as they are (e.g. an ACL table).
     if (!policy || policy.select === 'public') return sql.true;
-    return this.ruleSet(table, policy.select, row, params);
+    return this.ruleSet(table, policy.select, row, params, relation);
   }
 
-  ruleSet(table: string, rules: RuleSet, row: Alias, params: ParamSource): SQL {
+  ruleSet(table: string, rules: RuleSet, row: Alias, params: ParamSource, relation?: Relation): SQL {
     if (rules === 'public') return sql.true;
-    return or(rules.map((r) => this.rule(table, r.rule, row, params)));
+    return or(rules.map((r) => this.rule(table, r.rule, row, params, relation)));
   }
 
   /**
@@ -66,16 +73,16 @@ export class CompiledRules {
    * the row (indexable as written); a rule with joins becomes a correlated EXISTS, which
    * PostgreSQL plans as a semi-join.
    */
-  rule(table: string, rule: AnalyzedRule, row: Alias, params: ParamSource): SQL {
+  rule(table: string, rule: AnalyzedRule, row: Alias, params: ParamSource, relation?: Relation): SQL {
     const aliases: Alias[] = rule.instances.map((inst, i) => (i === rule.target ? row : Symbol(inst.name)));
     const conditions: SQL[] = [];
     if (rule.condition) conditions.push(renderExpr(rule.condition, aliases, params));
     const others: SQL[] = [];
     rule.instances.forEach((inst, i) => {
       if (i === rule.target) return;
-      others.push(sql`${sql.identifier(this.schema, inst.table)} AS ${sql.identifier(aliases[i]!)}`);
+      others.push(sql`${relation?.(inst.table) ?? sql.identifier(this.schema, inst.table)} AS ${sql.identifier(aliases[i]!)}`);
       // Self-joins read the table as it is; any other table is read through its own visibility.
-      if (inst.table !== table) conditions.push(this.visibility(inst.table, aliases[i]!, params));
+      if (inst.table !== table) conditions.push(this.visibility(inst.table, aliases[i]!, params, relation));
     });
     const where = and(conditions);
     if (others.length === 0) return where;

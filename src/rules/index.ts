@@ -1,5 +1,5 @@
 export { loadParser, parseRule } from './parse.ts';
-export { compileRules, CompiledRules, type TablePolicy, type RuleSet, type CompiledRule, type RuleKind } from './compile.ts';
+export { compileRules, CompiledRules, type TablePolicy, type RuleSet, type CompiledRule, type RuleKind, type Relation } from './compile.ts';
 export { verifyRules } from './verify.ts';
 export { callerParams, identityParams, boundValues, BatchParams, unnestRelation, paramValue, type Binder, type Identity, type Caller } from './bind.ts';
 export { coerceParam, isBindableType } from './params.ts';

@@ -44,6 +44,8 @@ export interface ApiModel {
   maxTotalRows: number;
   /** Every table a listed or rule-read relation reads, itself included (a view: its base tables). */
   reads: (table: string) => string[];
+  /** The catalog's entry of any relation of the schema, listed or not (rules read unlisted ones). */
+  relation: (name: string) => Table | undefined;
   /** Names of the query, mutation and subscription types. */
   rootTypes: { query: string; mutation: string; subscription: string };
 }
@@ -101,7 +103,7 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     config.graphql.rootTypeNames === 'hasura'
       ? { query: 'query_root', mutation: 'mutation_root', subscription: 'subscription_root' }
       : { query: 'Query', mutation: 'Mutation', subscription: 'Subscription' };
-  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t) };
+  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */

@@ -1,0 +1,109 @@
+import { sql, type SQL } from 'pg-sql2';
+import type { Table } from '../db/index.ts';
+import type { Relation } from '../rules/index.ts';
+import type { ApiModel } from '../schema/index.ts';
+import { readsItself } from './tables.ts';
+
+/**
+ * Change streams judge each change as of its position, not as of when it is evaluated (issue 15.2:
+ * a change must reach only those who could see it at its commit). The rows a rule reads in other
+ * tables (`membership`, `admin`) are rebuilt as they were at a position from the change log, which
+ * holds every later change of every captured table with its old and new image:
+ *
+ *   table at p = (rows now whose key no change after p touched)
+ *              ∪ (for each key a change after p touched: the old image of the first such change,
+ *                 if that change found the row there; none if it created it)
+ *
+ * "After p" is every log row with a higher position or none yet (committed, not stamped), in the
+ * statement's own snapshot, so the rebuilt table and the current one are consistent. With no change
+ * after p (the usual case for a live stream) the rebuilt table is the table, at the price of one
+ * index probe of the log. Tables without a primary key are rebuilt as multisets of row images (a full
+ * scan of the table, only when the log holds later changes of it). Views are read as they are: the
+ * log holds changes of tables, not of views (docs/delivery.md).
+ */
+export interface AsOfSpec {
+  /** Tables (not the changed table, unless its rules read it again) whose state decides visibility. */
+  tables: { name: string; table: Table }[];
+  /** Whether the changed table itself is among them (then every change is judged on its own). */
+  selfRead: boolean;
+}
+
+export type Side = 'new' | 'old';
+
+export function asOfSpec(api: ApiModel, table: string): AsOfSpec {
+  const selfRead = readsItself(api.rules, table);
+  const tables: AsOfSpec['tables'] = [];
+  for (const name of [...api.rules.readsTables(table)].sort()) {
+    if (name === table && !selfRead) continue;
+    const t = api.relation(name);
+    if (t && t.kind === 'table') tables.push({ name, table: t });
+  }
+  return { tables, selfRead };
+}
+
+const cte = (side: Side, i: number, part = '') => sql.identifier(`__rowgate_asof_${side}_${i}${part}`);
+
+/** What the rules read for each table on one side: the rebuilt relation of the WITH clause. */
+export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
+  const index = new Map(spec.tables.map((t, i) => [t.name, i]));
+  return (name) => {
+    const i = index.get(name);
+    return i === undefined ? undefined : cte(side, i);
+  };
+}
+
+/**
+ * The WITH clause's entries defining every rebuilt table of both sides: the new image is judged as
+ * of `newAt`, the old one as of `oldAt` (the position before the change when the table reads itself).
+ */
+export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string): SQL[] {
+  const out: SQL[] = [];
+  for (const [side, at] of [['new', newAt], ['old', oldAt]] as const) {
+    spec.tables.forEach(({ name, table }, i) => out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at)));
+  }
+  return out;
+}
+
+function rebuilt(schema: string, name: string, table: Table, self: SQL, log: SQL, keys: SQL, at: string): SQL[] {
+  const t = sql.identifier(schema, name);
+  const later = sql`${log} AS MATERIALIZED (
+      SELECT l.id AS rowgate_seq, l.pos AS rowgate_pos, l.old, l.new FROM rowgate.change_log AS l
+       WHERE l.tbl = ${sql.literal(name)} AND (l.pos > ${sql.value(at)}::text::bigint OR l.pos IS NULL))`;
+  if (table.primaryKey.length === 0) {
+    // A multiset of images: now + olds − news. Images are re-serialized in this session (through the
+    // row type) so that text forms depending on settings (timestamptz and TimeZone) compare equal.
+    const norm = (col: 'old' | 'new') => sql`to_jsonb(jsonb_populate_record(NULL::${t}, l.${sql.identifier(col)}))`;
+    return [
+      later,
+      sql`${self} AS NOT MATERIALIZED (
+        SELECT x.* FROM ${t} AS x WHERE NOT EXISTS (SELECT 1 FROM ${log})
+        UNION ALL
+        SELECT r.* FROM ((SELECT to_jsonb(x) AS j FROM ${t} AS x
+                          UNION ALL SELECT ${norm('old')} FROM ${log} AS l WHERE l.old IS NOT NULL)
+                         EXCEPT ALL SELECT ${norm('new')} FROM ${log} AS l WHERE l.new IS NOT NULL) AS d
+          CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, d.j) AS r
+         WHERE EXISTS (SELECT 1 FROM ${log}))`,
+    ];
+  }
+  const rc = table.primaryKey.map((c) => sql`r.${sql.identifier(c)}`);
+  const ec = table.primaryKey.map((c) => sql`e.${sql.identifier(c)}`);
+  const same = sql.join(table.primaryKey.map((c) => sql`k.${sql.identifier(c)} = x.${sql.identifier(c)}`), ' AND ');
+  return [
+    later,
+    // Per key touched after `at`, its first change: the old image if the row was there (the row at
+    // `at`), else NULL (it did not exist yet). An update's old side sorts before its new side.
+    sql`${keys} AS MATERIALIZED (
+      SELECT DISTINCT ON (${sql.join(ec, ', ')}) ${sql.join(ec, ', ')}, e.rowgate_img FROM (
+        SELECT l.rowgate_pos, l.rowgate_seq, 0 AS rowgate_side, ${sql.join(rc, ', ')}, l.old AS rowgate_img
+          FROM ${log} AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, l.old) AS r WHERE l.old IS NOT NULL
+        UNION ALL
+        SELECT l.rowgate_pos, l.rowgate_seq, 1, ${sql.join(rc, ', ')}, NULL
+          FROM ${log} AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, l.new) AS r WHERE l.new IS NOT NULL
+      ) AS e
+      ORDER BY ${sql.join(ec, ', ')}, e.rowgate_pos NULLS LAST, e.rowgate_seq, e.rowgate_side)`,
+    sql`${self} AS NOT MATERIALIZED (
+      SELECT x.* FROM ${t} AS x WHERE NOT EXISTS (SELECT 1 FROM ${keys} AS k WHERE ${same})
+      UNION ALL
+      SELECT r.* FROM ${keys} AS k CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, k.rowgate_img) AS r WHERE k.rowgate_img IS NOT NULL)`,
+  ];
+}
