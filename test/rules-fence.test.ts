@@ -1,7 +1,7 @@
-import { compile as compileSql, sql } from 'pg-sql2';
+import { compile as compileSql, sql, type SQL } from 'pg-sql2';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/index.ts';
-import { aggregateSql, listSql, scopeFor, type SelectedField } from '../src/resolvers/index.ts';
+import { aggregateSql, insertSql, listSql, scopeFor, type SelectedField } from '../src/resolvers/index.ts';
 import { buildModel, type ApiModel } from '../src/schema/index.ts';
 import { useTestDatabase } from './support/db.ts';
 import { GROUP_TABLES } from './support/groups.ts';
@@ -14,7 +14,8 @@ import { as, compile } from './support/rules.ts';
 const db = useTestDatabase();
 let api: ApiModel;
 
-const TABLES = GROUP_TABLES;
+// Upserts may update the caller's own documents.
+const TABLES = { ...GROUP_TABLES, doc: { ...GROUP_TABLES.doc, insert: { check: 'public' }, update: { filter: ['SELECT * FROM doc WHERE owner = :sender'] } } };
 
 beforeAll(async () => {
   await db.sql.unsafe(`
@@ -37,18 +38,25 @@ interface PlanNode {
   'Index Cond'?: string;
   'Join Filter'?: string;
   'Recheck Cond'?: string;
+  'Conflict Filter'?: string;
   Plans?: PlanNode[];
 }
 
 const LIKE = /~~/;
-const testsLike = (n: PlanNode) => [n.Filter, n['Index Cond'], n['Join Filter'], n['Recheck Cond']].some((c) => c !== undefined && LIKE.test(c));
+const testsLike = (n: PlanNode) => [n.Filter, n['Index Cond'], n['Join Filter'], n['Recheck Cond'], n['Conflict Filter']].some((c) => c !== undefined && LIKE.test(c));
 const below = (n: PlanNode): PlanNode[] => (n.Plans ?? []).flatMap((c) => [c, ...below(c)]);
 
 async function plan(field: SelectedField, table: string, kind: 'list' | 'aggregate' = 'list'): Promise<PlanNode> {
-  const scope = scopeFor(api, { admin: false, identity: as('user7') });
+  const scope = scopeFor(api, CALLER);
   const model = api.tables.get(table)!;
   const expr = kind === 'list' ? listSql(scope, model, field) : aggregateSql(scope, model, field);
-  const { text, values } = compileSql(sql`EXPLAIN (FORMAT JSON) SELECT ${expr} AS result`);
+  return explain(sql`SELECT ${expr} AS result`);
+}
+
+const CALLER = { admin: false, identity: as('user7') } as const;
+
+async function explain(statement: SQL): Promise<PlanNode> {
+  const { text, values } = compileSql(sql`EXPLAIN (FORMAT JSON) ${statement}`);
   const [row] = await db.sql.unsafe<{ 'QUERY PLAN': unknown }[]>(text, values as never[]);
   const doc = row!['QUERY PLAN'];
   return ((typeof doc === 'string' ? JSON.parse(doc) : doc) as { Plan: PlanNode }[])[0]!.Plan;
@@ -82,6 +90,15 @@ describe("the caller's where is evaluated above the rules", () => {
   });
   it('a relationship filter', async () => {
     expectFenced(await plan(field('grp', { where: { docs: like } }), 'grp'));
+  });
+  it("an upsert's on_conflict.where", async () => {
+    const model = api.tables.get('doc')!;
+    const upsert = insertSql(scopeFor(api, CALLER), CALLER, model, [{ id: 7, grp_id: 1, owner: 'user7', title: 'new', private: false }], {
+      constraint: 'doc_pkey',
+      update_columns: ['title'],
+      where: like,
+    });
+    expectFenced(await explain(upsert));
   });
   it('nothing changes for a caller no rule restricts', async () => {
     const model = api.tables.get('doc')!;

@@ -17,6 +17,7 @@ export { useMutationTransaction } from './transaction.ts';
 export { checkTotalRows } from './cost.ts';
 export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
+export { insertSql } from './mutate.ts';
 export { pkMatch, scopeFor, visibleAnd, type Scope } from './scope.ts';
 export { uncheckedInputs, verifyInputs } from './input.ts';
 export { rootField, type SelectedField } from './selection.ts';

@@ -1,17 +1,18 @@
 import { GraphQLError } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
 import { runSql, type Sql } from '../db/index.ts';
-import { and, paramValue, type Alias, type Caller, type RuleSet } from '../rules/index.ts';
+import { and, paramValue, typeSql, type Alias, type Caller, type RuleSet } from '../rules/index.ts';
 import type { TableModel } from '../schema/model.ts';
 import { rowJson } from './query.ts';
 import { badInput, bindValue, column, tableRef, visible, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
-import { whereSql } from './where.ts';
+import { writeWhere } from './where.ts';
 
 /**
  * Mutations, checked against the write rules inside the caller's transaction (DESIGN §2 "Writes").
- * Written rows are identified by ctid, which is stable for the rest of the transaction: nobody
- * else can touch a row version this transaction wrote and has not committed.
+ * Written rows are found again by the primary key `RETURNING` gave, never by ctid: a trigger that
+ * writes the row once more (an AFTER trigger touching it) moves it to a new ctid, and a check
+ * looking at the old one would see nothing and pass. Mutation rules need a primary key (compile.ts).
  */
 
 function forbidden(message: string): GraphQLError {
@@ -24,32 +25,61 @@ function rulesSql(scope: Scope, model: TableModel, set: RuleSet | null, alias: A
   return scope.api.rules.ruleSet(model.name, set, alias, scope.params);
 }
 
-function tidsMatch(alias: Alias, tids: string[]): SQL {
-  return sql`${sql.identifier(alias, 'ctid')} = ANY(${sql.value(tids)}::text[]::tid[])`;
+/** One written row's primary key, each column in its text form, in `model.primaryKey` order. */
+type Key = string[];
+
+/** `RETURNING` list naming the written row's key: `alias.k::text AS k0, …`. */
+function returnedKey(model: TableModel, alias: Alias): SQL {
+  if (model.primaryKey.length === 0) throw new Error(`${model.name} has no primary key, so it has no mutations`);
+  return sql.join(model.primaryKey.map((k, i) => sql`${sql.identifier(alias, k.name)}::text AS ${sql.identifier(`k${i}`)}`), ', ');
 }
 
-/** Fails the whole mutation when a written row does not satisfy `check` (NULL counts as a failure). */
-async function enforce(db: Sql, scope: Scope, model: TableModel, set: RuleSet | null, tids: string[], what: string): Promise<void> {
-  if (!scope.params || set === null || set === 'public' || tids.length === 0) return;
+function keyOf(model: TableModel, row: Record<string, unknown>): Key {
+  return model.primaryKey.map((_, i) => row[`k${i}`] as string);
+}
+
+/**
+ * The written keys as a relation `keys(k0, …, ord)` (ord: write order) and the condition joining
+ * the table's row `alias` to it. Each key column is one bound array, cast back to the column's type.
+ */
+function writtenKeys(scope: Scope, model: TableModel, keys: Key[], alias: Alias): { from: SQL; ord: SQL; on: SQL; found: SQL } {
+  const k = Symbol('written');
+  const arrays = model.primaryKey.map((col, i) => sql`${scope.binder.textArray(keys.map((key) => key[i]!))}::${typeSql(col.type)}[]`);
+  const names = model.primaryKey.map((_, i) => sql.identifier(`k${i}`));
+  return {
+    from: sql`unnest(${sql.join(arrays, ', ')}) WITH ORDINALITY AS ${sql.identifier(k)}(${sql.join(names, ', ')}, ord)`,
+    ord: sql.identifier(k, 'ord'),
+    on: and(model.primaryKey.map((col, i) => sql`${sql.identifier(alias, col.name)} = ${sql.identifier(k, `k${i}`)}`)),
+    // Key columns are NOT NULL: a NULL one after the LEFT JOIN means the row was not found.
+    found: sql`${sql.identifier(alias, model.primaryKey[0]!.name)} IS NOT NULL`,
+  };
+}
+
+/**
+ * Fails the whole mutation when a written row does not satisfy `check` (NULL counts as a failure),
+ * or cannot be found again by its key (a trigger changed the key: nothing can be said of the row).
+ */
+async function enforce(db: Sql, scope: Scope, model: TableModel, set: RuleSet | null, keys: Key[], what: string): Promise<void> {
+  if (!scope.params || set === null || set === 'public' || keys.length === 0) return;
   const alias = Symbol(model.name);
+  const written = writtenKeys(scope, model, keys, alias);
   const [row] = await runSql<{ failed: number }>(
     db,
-    sql`SELECT count(*)::int AS failed FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${tidsMatch(alias, tids)} AND (${rulesSql(scope, model, set, alias)}) IS NOT TRUE`,
+    sql`SELECT count(*)::int AS failed FROM ${written.from} LEFT JOIN ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} ON ${written.on} WHERE NOT (${written.found}) OR (${rulesSql(scope, model, set, alias)}) IS NOT TRUE`,
   );
   if ((row?.failed ?? 0) > 0) throw forbidden(`${what} on "${model.name}" is not allowed for ${row!.failed} row${row!.failed === 1 ? '' : 's'} by the table's check rules`);
 }
 
 /** The JSON of the written rows the caller can see after the write, in write order. */
-async function returning(db: Sql, scope: Scope, model: TableModel, tids: string[], fields: SelectedField[]): Promise<unknown[]> {
-  if (tids.length === 0 || fields.length === 0) return [];
+async function returning(db: Sql, scope: Scope, model: TableModel, keys: Key[], fields: SelectedField[]): Promise<unknown[]> {
+  if (keys.length === 0 || fields.length === 0) return [];
   const alias = Symbol(model.name);
-  const where = and([tidsMatch(alias, tids), visible(scope, model.name, alias)]);
-  const rows = await runSql<{ tid: string; j: unknown }>(
+  const written = writtenKeys(scope, model, keys, alias);
+  const rows = await runSql<{ j: unknown }>(
     db,
-    sql`SELECT ${sql.identifier(alias, 'ctid')}::text AS tid, ${rowJson(scope, model, alias, fields)} AS j FROM ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} WHERE ${where}`,
+    sql`SELECT ${rowJson(scope, model, alias, fields)} AS j FROM ${written.from} JOIN ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} ON ${written.on} WHERE ${visible(scope, model.name, alias)} ORDER BY ${written.ord}`,
   );
-  const byTid = new Map(rows.map((r) => [r.tid, r.j]));
-  return tids.filter((t) => byTid.has(t)).map((t) => byTid.get(t));
+  return rows.map((r) => r.j);
 }
 
 /** A preset: `:name` takes the caller's parameter of that name, anything else is a constant. */
@@ -68,6 +98,12 @@ function ensureColumns(model: TableModel, given: Record<string, unknown>, allowe
   }
 }
 
+function insertPolicy(model: TableModel): NonNullable<TableModel['policy']['insert']> {
+  const policy = model.policy.insert;
+  if (!policy) throw forbidden(`inserting into "${model.name}" is not allowed`);
+  return policy;
+}
+
 export async function insertRows(
   db: Sql,
   scope: Scope,
@@ -77,9 +113,23 @@ export async function insertRows(
   onConflict: Record<string, unknown> | null | undefined,
   returningFields: SelectedField[],
 ): Promise<MutationResult> {
-  const policy = model.policy.insert;
-  if (!policy) throw forbidden(`inserting into "${model.name}" is not allowed`);
+  const policy = insertPolicy(model);
   if (objects.length === 0) return { affected_rows: 0, returning: [] };
+  const written = await runSql<Record<string, unknown> & { inserted: boolean }>(db, insertSql(scope, caller, model, objects, onConflict));
+  const inserted = written.filter((w) => w.inserted).map((w) => keyOf(model, w));
+  const updated = written.filter((w) => !w.inserted).map((w) => keyOf(model, w));
+  await enforce(db, scope, model, policy.check, inserted, 'insert');
+  await enforce(db, scope, model, model.policy.update?.check ?? null, updated, 'update');
+  const keys = written.map((w) => keyOf(model, w));
+  return { affected_rows: keys.length, returning: await returning(db, scope, model, keys, returningFields) };
+}
+
+/**
+ * The INSERT (with its `on_conflict`) of `objects`, returning each written row's key (`k0`, …) and
+ * whether it was inserted (`inserted`) or updated. Exported for the plan tests.
+ */
+export function insertSql(scope: Scope, caller: Caller, model: TableModel, objects: Record<string, unknown>[], onConflict: Record<string, unknown> | null | undefined): SQL {
+  const policy = insertPolicy(model);
   const presets = policy.set;
   const names = new Set<string>(Object.keys(presets));
   for (const object of objects) {
@@ -100,19 +150,15 @@ export async function insertRows(
   const values = cols.length ? sql`VALUES ${sql.join(rows, ', ')}` : sql`DEFAULT VALUES`;
   if (!cols.length && objects.length > 1) throw badInput('several objects with no columns cannot be inserted at once');
   const conflict = onConflict ? conflictSql(scope, caller, model, alias, onConflict) : sql.blank;
-  const written = await runSql<{ tid: string; inserted: boolean }>(
-    db,
-    sql`INSERT INTO ${target} ${columnList} ${values}${conflict} RETURNING ${sql.identifier(alias, 'ctid')}::text AS tid, (${sql.identifier(alias, 'xmax')} = 0) AS inserted`,
-  );
-  const inserted = written.filter((w) => w.inserted).map((w) => w.tid);
-  const updated = written.filter((w) => !w.inserted).map((w) => w.tid);
-  await enforce(db, scope, model, policy.check, inserted, 'insert');
-  await enforce(db, scope, model, model.policy.update?.check ?? null, updated, 'update');
-  const tids = written.map((w) => w.tid);
-  return { affected_rows: tids.length, returning: await returning(db, scope, model, tids, returningFields) };
+  return sql`INSERT INTO ${target} ${columnList} ${values}${conflict} RETURNING ${returnedKey(model, alias)}, (${sql.identifier(alias, 'xmax')} = 0) AS inserted`;
 }
 
-/** `on_conflict`: an upsert updates only rows the caller could update through `update_t`. */
+/**
+ * `on_conflict`: the conflict update is the update `update_t` makes of that row. It touches only
+ * rows the caller could update (visibility and the update filter), assigns the update presets, and
+ * the caller's `where` is tested only on rows proven visible first (`writeWhere`); the update check
+ * runs on the written rows afterwards. No `update_columns` means DO NOTHING, as in Hasura.
+ */
 function conflictSql(scope: Scope, caller: Caller, model: TableModel, alias: Alias, onConflict: Record<string, unknown>): SQL {
   const constraint = String(onConflict['constraint']);
   if (!model.table.uniques.some((u) => u.name === constraint)) throw badInput(`unknown constraint ${constraint}`);
@@ -123,13 +169,26 @@ function conflictSql(scope: Scope, caller: Caller, model: TableModel, alias: Ali
   const update = model.policy.update;
   if (!update) throw forbidden(`updating "${model.name}" is not allowed, so on_conflict cannot update columns`);
   if (!caller.admin) ensureColumns(model, Object.fromEntries(updateColumns.map((c) => [c, true])), update.columns, 'updated');
-  const sets = updateColumns.map((c) => sql`${sql.identifier(column(model, c).name)} = EXCLUDED.${sql.identifier(c)}`);
+  const preset = updateColumns.find((c) => c in update.set);
+  if (preset !== undefined) throw forbidden(`column "${preset}" of "${model.name}" is set by the update rules, so it cannot be in update_columns`);
+  const sets = [
+    ...updateColumns.map((c) => sql`${sql.identifier(column(model, c).name)} = EXCLUDED.${sql.identifier(c)}`),
+    ...presetAssignments(scope, caller, model, update.set),
+  ];
   const where = and([
     visible(scope, model.name, alias),
     rulesSql(scope, model, update.filter, alias),
-    whereSql(scope, model, alias, onConflict['where'] as Record<string, unknown> | undefined),
+    writeWhere(scope, model, onConflict['where'] as Record<string, unknown> | undefined)(alias),
   ]);
   return sql`${target} DO UPDATE SET ${sql.join(sets, ', ')} WHERE ${where}`;
+}
+
+/** `col = <preset>` for each preset of the update rules. */
+function presetAssignments(scope: Scope, caller: Caller, model: TableModel, presets: Record<string, string>): SQL[] {
+  return Object.entries(presets).map(([name, preset]) => {
+    const col = column(model, name);
+    return sql`${sql.identifier(col.name)} = ${bindValue(scope, col, presetValue(caller, preset))}`;
+  });
 }
 
 export async function updateRows(
@@ -165,22 +224,19 @@ export async function updateRows(
     assignments.push(sql`${sql.identifier(col.name)} = ${sql.identifier(alias, col.name)} + ${bindValue(scope, col, value)}`);
   }
   if (assignments.length === 0) throw badInput('nothing to update: give _set or _inc');
-  for (const [name, preset] of Object.entries(presets)) {
-    const col = column(model, name);
-    assignments.push(sql`${sql.identifier(col.name)} = ${bindValue(scope, col, presetValue(caller, preset))}`);
-  }
+  assignments.push(...presetAssignments(scope, caller, model, presets));
   const condition = and([
     typeof where === 'function' ? where(alias) : where,
     visible(scope, model.name, alias),
     rulesSql(scope, model, policy.filter, alias),
   ]);
-  const written = await runSql<{ tid: string }>(
+  const written = await runSql<Record<string, unknown>>(
     db,
-    sql`UPDATE ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} SET ${sql.join(assignments, ', ')} WHERE ${condition} RETURNING ${sql.identifier(alias, 'ctid')}::text AS tid`,
+    sql`UPDATE ${tableRef(scope, model.name)} AS ${sql.identifier(alias)} SET ${sql.join(assignments, ', ')} WHERE ${condition} RETURNING ${returnedKey(model, alias)}`,
   );
-  const tids = written.map((w) => w.tid);
-  await enforce(db, scope, model, policy.check, tids, 'update');
-  return { affected_rows: tids.length, returning: await returning(db, scope, model, tids, returningFields) };
+  const keys = written.map((w) => keyOf(model, w));
+  await enforce(db, scope, model, policy.check, keys, 'update');
+  return { affected_rows: keys.length, returning: await returning(db, scope, model, keys, returningFields) };
 }
 
 export async function deleteRows(

@@ -40,22 +40,17 @@ export function whereSql(scope: Scope, model: TableModel, alias: Alias, exp: Boo
 }
 
 /**
- * The `where` of `update_t`/`delete_t` as a condition on the written table's row `alias`: the rows
- * it selects are found among the visible rows first (see `fenced`) and named by primary key (by
- * ctid, which is stable within one statement, for a table without one).
+ * The `where` of `update_t`/`delete_t` (and of an upsert's `on_conflict`) as a condition on the
+ * written table's row `alias`: the rows it selects are found among the visible rows first (see
+ * `fenced`) and named by primary key (mutation rules need one, compile.ts).
  */
 export function writeWhere(scope: Scope, model: TableModel, exp: BoolExp | null | undefined): (alias: Alias) => SQL {
   return (alias) => {
     if (!needsFence(scope, model, exp)) return whereSql(scope, model, alias, exp);
     const row = Symbol(model.name);
-    const key = model.primaryKey.length ? model.primaryKey.map((k) => k.name) : ['ctid'];
     const rows = fenced(scope, model, exp, sql`${tableRef(scope, model.name)} AS ${sql.identifier(row)}`, row, visible(scope, model.name, row));
-    const keys = (a: Alias) => sql.join(key.map((k) => sql.identifier(a, k)), ', ');
-    // `SELECT row.*` has no ctid: carry it under a name no column can clash with.
-    const from = model.primaryKey.length
-      ? rows.from
-      : sql`(SELECT ${sql.identifier(row, 'ctid')} AS ${sql.identifier('ctid')}, ${sql.identifier(row)}.* FROM ${tableRef(scope, model.name)} AS ${sql.identifier(row)} WHERE ${visible(scope, model.name, row)} OFFSET 0) AS ${sql.identifier(rows.alias)}`;
-    return sql`(${keys(alias)}) IN (SELECT ${keys(rows.alias)} FROM ${from} WHERE ${whereSql(scope, model, rows.alias, exp)})`;
+    const keys = (a: Alias) => sql.join(model.primaryKey.map((k) => sql.identifier(a, k.name)), ', ');
+    return sql`(${keys(alias)}) IN (SELECT ${keys(rows.alias)} FROM ${rows.from} WHERE ${whereSql(scope, model, rows.alias, exp)})`;
   };
 }
 

@@ -165,6 +165,11 @@ export function compileRules(config: Pick<Config, 'tables' | 'database'>, catalo
       problems.push(tableProblem(`tables.${table} has no "select"`, `A listed table is exposed, so say who sees its rows: "select": ["SELECT * FROM ${table} WHERE …"] or "select": "public". Unlisted tables stay private.`));
       continue;
     }
+    // Rows a mutation wrote are found again by key to test the check rules (a trigger may move them).
+    if ((tc.insert || tc.update || tc.delete) && info.primaryKey.length === 0) {
+      const what = (['insert', 'update', 'delete'] as const).filter((k) => tc[k]).map((k) => `"${k}"`).join(', ');
+      problems.push(tableProblem(`tables.${table}: ${info.kind === 'view' ? 'view' : 'table'} "${table}" has no primary key, so it cannot have ${what} rules`, `Rows a mutation writes are found again by primary key to test the check rules and build returning. Add a PRIMARY KEY to ${table}, or remove its ${what}.`));
+    }
     const columnsOf = new Set(info.columns.map((c) => c.name));
     checkColumns(problems, table, tc, columnsOf);
     const presets = (set: Record<string, string> | undefined) => set ?? {};
