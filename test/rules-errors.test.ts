@@ -454,6 +454,21 @@ describe('the config as a whole', () => {
     expect(problems[0]).toMatchObject({ site: null, message: 'tables.ghost: no table "ghost" in schema "public"', hint: 'Tables there: account, admin, player.' });
   });
 
+  it('mutation rules on a table without a primary key fail, naming the table and the operations', async () => {
+    await db.sql`CREATE TABLE keyless (identity text NOT NULL, body text)`;
+    try {
+      const rule = 'SELECT * FROM keyless WHERE identity = :sender';
+      const problems = await problemsOf({ keyless: { select: [rule], insert: { check: [rule] }, delete: [rule] } });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatchObject({ site: null, position: null, message: 'tables.keyless: table "keyless" has no primary key, so it cannot have "insert" or "delete" rules' });
+      expect(problems[0]!.hint).toContain('Add a PRIMARY KEY to keyless');
+      // Reading it needs no key.
+      compileRules(parseConfig({ tables: { keyless: { select: [rule] } } }, {}), await db.catalog());
+    } finally {
+      await db.sql`DROP TABLE keyless`;
+    }
+  });
+
   it('a table of another schema cannot be listed', async () => {
     const problems = await problemsOf({ secret: { select: 'public' } });
     expect(problems.map((p) => p.message)).toEqual(['tables.secret: no table "secret" in schema "public"']);

@@ -167,7 +167,7 @@ export function compileRules(config: Pick<Config, 'tables' | 'database'>, catalo
     }
     // Rows a mutation wrote are found again by key to test the check rules (a trigger may move them).
     if ((tc.insert || tc.update || tc.delete) && info.primaryKey.length === 0) {
-      const what = (['insert', 'update', 'delete'] as const).filter((k) => tc[k]).map((k) => `"${k}"`).join(', ');
+      const what = (['insert', 'update', 'delete'] as const).filter((k) => tc[k]).map((k) => `"${k}"`).join(' or ');
       problems.push(tableProblem(`tables.${table}: ${info.kind === 'view' ? 'view' : 'table'} "${table}" has no primary key, so it cannot have ${what} rules`, `Rows a mutation writes are found again by primary key to test the check rules and build returning. Add a PRIMARY KEY to ${table}, or remove its ${what}.`));
     }
     const columnsOf = new Set(info.columns.map((c) => c.name));
