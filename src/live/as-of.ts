@@ -46,9 +46,11 @@ const cte = (side: Side, i: number, part = '') => sql.identifier(`__rowgate_asof
 /** What the rules read for each table on one side: the rebuilt relation of the WITH clause. */
 export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
   const index = new Map(spec.tables.map((t, i) => [t.name, i]));
+  // Unless the table reads itself, both images are judged at the same position: one set of tables.
+  const named = spec.selfRead ? side : 'new';
   return (name) => {
     const i = index.get(name);
-    return i === undefined ? undefined : cte(side, i);
+    return i === undefined ? undefined : cte(named, i);
   };
 }
 
@@ -58,7 +60,8 @@ export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
  */
 export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string): SQL[] {
   const out: SQL[] = [];
-  for (const [side, at] of [['new', newAt], ['old', oldAt]] as const) {
+  const sides = spec.selfRead ? ([['new', newAt], ['old', oldAt]] as const) : ([['new', newAt]] as const);
+  for (const [side, at] of sides) {
     spec.tables.forEach(({ name, table }, i) => out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at)));
   }
   return out;
