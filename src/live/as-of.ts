@@ -46,11 +46,9 @@ const cte = (side: Side, i: number, part = '') => sql.identifier(`__rowgate_asof
 /** What the rules read for each table on one side: the rebuilt relation of the WITH clause. */
 export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
   const index = new Map(spec.tables.map((t, i) => [t.name, i]));
-  // Unless the table reads itself, both images are judged at the same position: one set of tables.
-  const named = spec.selfRead ? side : 'new';
   return (name) => {
     const i = index.get(name);
-    return i === undefined ? undefined : cte(named, i);
+    return i === undefined ? undefined : cte(side, i);
   };
 }
 
@@ -60,11 +58,21 @@ export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
  */
 export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string): SQL[] {
   const out: SQL[] = [];
-  const sides = spec.selfRead ? ([['new', newAt], ['old', oldAt]] as const) : ([['new', newAt]] as const);
-  for (const [side, at] of sides) {
+  for (const [side, at] of [['new', newAt], ['old', oldAt]] as const) {
     spec.tables.forEach(({ name, table }, i) => out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at)));
   }
   return out;
+}
+
+/**
+ * The changed table itself as of a position, for the moves (change-stream.ts): `relation` names it
+ * on `side`; `ctes` define it (nothing to add when its rules read it, the spec already has it).
+ */
+export function asOfSelf(schema: string, spec: AsOfSpec, name: string, table: Table, side: Side, at: string): { relation: SQL; ctes: SQL[] } {
+  const mine = asOfRelation(spec, side)(name);
+  if (mine) return { relation: mine, ctes: [] };
+  const self = sql.identifier(`__rowgate_asof_self_${side}`);
+  return { relation: self, ctes: rebuilt(schema, name, table, self, sql.identifier(`__rowgate_asof_self_${side}_log`), sql.identifier(`__rowgate_asof_self_${side}_keys`), at) };
 }
 
 function rebuilt(schema: string, name: string, table: Table, self: SQL, log: SQL, keys: SQL, at: string): SQL[] {

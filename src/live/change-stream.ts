@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
-import { asOfCtes, type AsOfSpec } from './as-of.ts';
+import type { Table } from '../db/index.ts';
+import { asOfCtes, asOfSelf, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import { comparePositions, type Change } from './source.ts';
 
@@ -36,6 +37,8 @@ export interface ChangeShape {
   width: number;
   /** The tables whose state at a change's position decides its visibility (as-of.ts). */
   asOf: AsOfSpec;
+  /** The table's catalog entry (its key identifies a row across two states, for moves). */
+  relation: Table;
   subscribers: Map<string, ChangeSubscriber>;
 }
 
@@ -59,43 +62,121 @@ export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
 
 const CHANGES_PER_STATEMENT = 500;
 
+type Step = { kind: 'changes'; part: Change[]; at: string; before: string } | { kind: 'moves'; from: string; to: string; changed: Change[] };
+
+const minus1 = (p: string) => (BigInt(p) - 1n).toString();
+
 /**
- * Evaluates `changes` (every captured table's, in position order) for the shape's subscribers. The
- * changes of the shape's table are judged in segments: between two changes of a table its rules
- * read, that table's state is the same for every change, so one statement judges a segment as of
- * its last position (as-of.ts). When the rules read the table itself, every change is its own
- * segment, its new image judged as of its position and its old one as of the position before.
+ * What `changes` (every captured table's, in position order) mean for the shape, in order:
+ * - the shape table's changes, in segments: between two changes of a table its rules read, that
+ *   table's state is the same for every change, so one statement judges a segment as of its last
+ *   position (as-of.ts). When the rules read the table itself, every change is its own segment, its
+ *   new image judged as of its position and its old one as of the position before.
+ * - after each run of changes to the tables its rules read, the moves they caused: the rows that
+ *   entered a subscriber's view (INSERT) or left it (DELETE), at the run's last position.
  */
-export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<void> {
+function steps(shape: ChangeShape, changes: Change[]): Step[] {
   const boundaries = new Set(shape.asOf.tables.map((t) => t.name));
-  const segments: Change[][] = [];
+  const out: Step[] = [];
   let current: Change[] = [];
+  let moved: { first: string; last: string } | null = null;
+  const flush = () => {
+    for (let j = 0; j < current.length; j += CHANGES_PER_STATEMENT) {
+      const part = current.slice(j, j + CHANGES_PER_STATEMENT);
+      const at = part.at(-1)!.position;
+      out.push({ kind: 'changes', part, at, before: shape.asOf.selfRead ? minus1(at) : at });
+    }
+    current = [];
+  };
   for (const c of changes) {
-    if (c.table === shape.table) current.push(c);
-    if (boundaries.has(c.table) && current.length) {
-      segments.push(current);
-      current = [];
+    if (c.table === shape.table) {
+      if (moved) out.push({ kind: 'moves', from: minus1(moved.first), to: moved.last, changed: [] });
+      moved = null;
+      current.push(c);
+      if (shape.asOf.selfRead) {
+        // Its rules read the table: a change of one row (a parent's owner) can move others in or out.
+        flush();
+        out.push({ kind: 'moves', from: minus1(c.position), to: c.position, changed: [c] });
+      }
+    } else if (boundaries.has(c.table)) {
+      flush();
+      moved = moved ? { first: moved.first, last: c.position } : { first: c.position, last: c.position };
     }
   }
-  if (current.length) segments.push(current);
-  for (const segment of segments) {
-    for (let j = 0; j < segment.length; j += CHANGES_PER_STATEMENT) {
-      const part = segment.slice(j, j + CHANGES_PER_STATEMENT);
-      const at = segment.at(-1)!.position;
-      const before = shape.asOf.selfRead ? (BigInt(at) - 1n).toString() : at;
-      for (let i = 0; i < subs.length; i += batch) {
-        const chunk = subs.slice(i, i + batch);
-        try {
-          await retryOnDisconnect(() => run(db, shape, chunk, part, at, before, count));
-        } catch (err) {
-          for (const sub of chunk) sub.fail(err);
-          return;
-        }
+  flush();
+  if (moved) out.push({ kind: 'moves', from: minus1(moved.first), to: moved.last, changed: [] });
+  return out;
+}
+
+export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<void> {
+  for (const step of steps(shape, changes)) {
+    for (let i = 0; i < subs.length; i += batch) {
+      const chunk = subs.slice(i, i + batch);
+      try {
+        await retryOnDisconnect(() => (step.kind === 'changes' ? run(db, shape, chunk, step.part, step.at, step.before, count) : moves(db, shape, chunk, step, count)));
+      } catch (err) {
+        for (const sub of chunk) sub.fail(err);
+        return;
       }
     }
   }
   const last = changes.at(-1)?.position;
   if (last) for (const sub of subs) if (comparePositions(last, sub.cursor) > 0) sub.cursor = last;
+}
+
+function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<string, unknown> | null, old: Record<string, unknown> | null): Record<string, unknown> {
+  const event: Record<string, unknown> = {};
+  for (const f of sub.fields) {
+    if (f.name === 'op') event[f.key] = op;
+    else if (f.name === 'position') event[f.key] = position;
+    else if (f.name === 'row') event[f.key] = row?.[f.key] ?? null;
+    else if (f.name === 'old') event[f.key] = old?.[f.key] ?? null;
+  }
+  return event;
+}
+
+/**
+ * The rows of the table whose visibility to a subscriber changed between `from` and `to` while the
+ * table itself did not change: each subscriber's visible rows at both positions (the table and every
+ * table its rules read rebuilt as of each), compared by primary key. A row that left the view is a
+ * DELETE with the image the subscriber could last see; one that entered it an INSERT. Rows changed
+ * at `to` itself (`changed`) are left out: their own event says what happened to them.
+ */
+async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { from: string; to: string; changed: Change[] }, count: () => void): Promise<void> {
+  const { from, to } = step;
+  const before = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'old', from);
+  const after = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'new', to);
+  const ctes = [...asOfCtes(shape.schema, shape.asOf, to, from), ...before.ctes, ...after.ctes];
+  const key = (row: symbol) => {
+    const pk = shape.relation.primaryKey;
+    return pk.length ? sql`jsonb_build_array(${sql.join(pk.map((c) => sql.identifier(row, c)), ', ')})::text` : sql`to_jsonb(${sql.identifier(row)})::text`;
+  };
+  const images = step.changed.flatMap((c) => [c.old, c.new]).filter((i) => i !== null);
+  const changedRow = Symbol('changed');
+  const changed = sql`(SELECT ${key(changedRow)} FROM unnest(${sql.value(images.map((i) => JSON.stringify(i)))}::text[]) AS i(j)
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, shape.table)}, i.j::jsonb) AS ${sql.identifier(changedRow)})`;
+  count();
+  const rows = await runSql<{ sid: string; nj: string | null; oj: string | null }>(
+    db,
+    sql`WITH ${sql.join(ctes, ',\n')}
+        SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, mv.nj, mv.oj
+          FROM ${subscriberRelation(chunk, shape.width)}
+          CROSS JOIN LATERAL (
+            SELECT a.j AS nj, b.j AS oj
+              FROM (SELECT ${key(IMAGE_OLD)} AS k, ${shape.oldJson}::text AS j FROM ${before.relation} AS ${sql.identifier(IMAGE_OLD)} WHERE ${shape.oldMatch}) AS b
+              FULL JOIN (SELECT ${key(IMAGE_NEW)} AS k, ${shape.newJson}::text AS j FROM ${after.relation} AS ${sql.identifier(IMAGE_NEW)} WHERE ${shape.newMatch}) AS a
+                ON a.k = b.k
+             WHERE (a.k IS NULL OR b.k IS NULL) AND coalesce(a.k, b.k) NOT IN ${changed}
+             ORDER BY coalesce(a.k, b.k)
+          ) AS mv`,
+  );
+  const bySid = new Map(chunk.map((c) => [c.sid, c]));
+  for (const row of rows) {
+    const sub = bySid.get(row.sid);
+    if (!sub || comparePositions(to, sub.cursor) <= 0) continue;
+    if (row.oj) sub.push(eventOf(sub, 'DELETE', to, null, JSON.parse(row.oj) as Record<string, unknown>));
+    else if (row.nj) sub.push(eventOf(sub, 'INSERT', to, JSON.parse(row.nj) as Record<string, unknown>, null));
+  }
 }
 
 async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], newAt: string, oldAt: string, count: () => void): Promise<void> {
@@ -130,13 +211,6 @@ async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part:
     if (!op) continue;
     const rowImages = op === 'DELETE' || !row.nj ? null : (JSON.parse(row.nj) as Record<string, unknown>);
     const oldImages = op === 'INSERT' || !row.oj ? null : (JSON.parse(row.oj) as Record<string, unknown>);
-    const event: Record<string, unknown> = {};
-    for (const f of sub.fields) {
-      if (f.name === 'op') event[f.key] = op;
-      else if (f.name === 'position') event[f.key] = change.position;
-      else if (f.name === 'row') event[f.key] = rowImages?.[f.key] ?? null;
-      else if (f.name === 'old') event[f.key] = oldImages?.[f.key] ?? null;
-    }
-    sub.push(event);
+    sub.push(eventOf(sub, op, change.position, rowImages, oldImages));
   }
 }

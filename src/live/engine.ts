@@ -326,7 +326,7 @@ export class LiveEngine {
     let shape = this.changeShapes.get(key);
     if (!shape) {
       const boundaries = new Set(asOf.tables.map((t) => t.name));
-      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, boundaries, subscribers: new Map(), pending: [], running: false };
+      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, relation: model.table, boundaries, subscribers: new Map(), pending: [], running: false };
       this.changeShapes.set(key, shape);
       this.stats.shapes++;
     }
