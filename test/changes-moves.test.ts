@@ -8,6 +8,7 @@ import { asCaller, startLive, type LiveHarness, type Subscription } from './supp
 // added and removed, documents moved between groups and owners. Random commits, fixed seed.
 const db = useTestDatabase();
 let h: LiveHarness;
+let second: LiveHarness;
 
 const TABLES = {
   doc: {
@@ -27,6 +28,8 @@ beforeAll(async () => {
     CREATE TABLE admin (identity text PRIMARY KEY);
   `);
   h = await startLive(db, TABLES);
+  // Another gateway process of the same database: its own feed and engine.
+  second = await startLive(db, TABLES);
 });
 
 type Row = { id: number; grp: number; owner: string; title: string };
@@ -49,6 +52,28 @@ class Replica {
 }
 
 const SELECTION = '{ op row { id grp owner title } old { id grp owner title } }';
+const FROM = `subscription($after: String) { doc_changes(after: $after) { op position row { id title } old { id title } } }`;
+type Event = { op: string; position: string; row: { title: string } | null; old: { title: string } | null };
+
+async function until(sub: Subscription, title: string): Promise<Event[]> {
+  const out: Event[] = [];
+  for (;;) {
+    const r = await sub.next();
+    expect(r.errors).toBeUndefined();
+    const e = r.data!['doc_changes'] as Event;
+    out.push(e);
+    if ((e.row ?? e.old)?.title === title) return out;
+  }
+}
+
+async function head(): Promise<string> {
+  for (;;) {
+    const [row] = await db.sql<{ held: boolean; top: string }[]>`
+      SELECT EXISTS (SELECT 1 FROM rowgate.change_log WHERE pos IS NULL) AS held, COALESCE(max(pos), 0)::text AS top FROM rowgate.change_log`;
+    if (!row!.held) return row!.top;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
 
 async function fresh(person: string): Promise<Row[]> {
   const r = await execute({ schema: h.schema, document: parse('{ doc(order_by: {id: asc}) { id grp owner title } }'), contextValue: { caller: asCaller(person) } });
@@ -104,4 +129,24 @@ describe('change streams follow visibility through every table the rules read', 
     for (const [p, r] of replicas) expect(r.faults, p).toEqual([]);
     for (const r of replicas.values()) await r.sub.close();
   }, 120_000);
+
+  it('a stream resumed in the middle of the events one commit caused gets exactly the rest, on either gateway', async () => {
+    await db.sql`INSERT INTO doc VALUES (1001, 7, 'nobody', 'm1'), (1002, 7, 'nobody', 'm2'), (1003, 7, 'nobody', 'm3')`;
+    await db.sql`INSERT INTO membership VALUES (7, 'fay'), (8, 'fay')`;
+    const start = await head();
+    await db.sql`DELETE FROM membership WHERE grp = 7 AND identity = 'fay'`;
+    await db.sql`INSERT INTO doc VALUES (1004, 8, 'nobody', 'end')`;
+    await head();
+    const full = await until(await h.open('fay', FROM, { after: start }), 'end');
+    expect(full.map((e) => `${e.op} ${(e.row ?? e.old)!.title}`)).toEqual(['DELETE m1', 'DELETE m2', 'DELETE m3', 'INSERT end']);
+    // Three events of one commit, three distinct ordered positions.
+    expect(new Set(full.map((e) => e.position)).size).toBe(4);
+    // The other gateway gives the same events at the same positions.
+    expect(await until(await second.open('fay', FROM, { after: start }), 'end')).toEqual(full);
+    // Resumed after the first of the three: the other two, then what follows; nothing twice.
+    const rest = await until(await second.open('fay', FROM, { after: full[0]!.position }), 'end');
+    expect(rest).toEqual(full.slice(1));
+    const last = await until(await h.open('fay', FROM, { after: full[2]!.position }), 'end');
+    expect(last).toEqual(full.slice(3));
+  });
 });

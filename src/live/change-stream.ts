@@ -3,7 +3,7 @@ import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
 import { asOfCtes, asOfSelf, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
-import { comparePositions, type Change } from './source.ts';
+import { comparePositions, subPosition, type Change } from './source.ts';
 
 /** One `t_changes` subscriber. */
 export interface ChangeSubscriber {
@@ -72,14 +72,13 @@ const minus1 = (p: string) => (BigInt(p) - 1n).toString();
  *   table's state is the same for every change, so one statement judges a segment as of its last
  *   position (as-of.ts). When the rules read the table itself, every change is its own segment, its
  *   new image judged as of its position and its old one as of the position before.
- * - after each run of changes to the tables its rules read, the moves they caused: the rows that
- *   entered a subscriber's view (INSERT) or left it (DELETE), at the run's last position.
+ * - after each change to a table its rules read, the moves it caused: the rows that entered a
+ *   subscriber's view (INSERT) or left it (DELETE), at `p:1`, `p:2`, … (source.ts).
  */
 function steps(shape: ChangeShape, changes: Change[]): Step[] {
   const boundaries = new Set(shape.asOf.tables.map((t) => t.name));
   const out: Step[] = [];
   let current: Change[] = [];
-  let moved: { first: string; last: string } | null = null;
   const flush = () => {
     for (let j = 0; j < current.length; j += CHANGES_PER_STATEMENT) {
       const part = current.slice(j, j + CHANGES_PER_STATEMENT);
@@ -90,8 +89,6 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
   };
   for (const c of changes) {
     if (c.table === shape.table) {
-      if (moved) out.push({ kind: 'moves', from: minus1(moved.first), to: moved.last, changed: [] });
-      moved = null;
       current.push(c);
       if (shape.asOf.selfRead) {
         // Its rules read the table: a change of one row (a parent's owner) can move others in or out.
@@ -99,12 +96,12 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
         out.push({ kind: 'moves', from: minus1(c.position), to: c.position, changed: [c] });
       }
     } else if (boundaries.has(c.table)) {
+      // One step per change, whatever the batching: every gateway gives the same events at the same positions.
       flush();
-      moved = moved ? { first: moved.first, last: c.position } : { first: c.position, last: c.position };
+      out.push({ kind: 'moves', from: minus1(c.position), to: c.position, changed: [] });
     }
   }
   flush();
-  if (moved) out.push({ kind: 'moves', from: minus1(moved.first), to: moved.last, changed: [] });
   return out;
 }
 
@@ -162,20 +159,26 @@ async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], ste
         SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, mv.nj, mv.oj
           FROM ${subscriberRelation(chunk, shape.width)}
           CROSS JOIN LATERAL (
-            SELECT a.j AS nj, b.j AS oj
+            SELECT a.j AS nj, b.j AS oj, coalesce(a.k, b.k) AS k
               FROM (SELECT ${key(IMAGE_OLD)} AS k, ${shape.oldJson}::text AS j FROM ${before.relation} AS ${sql.identifier(IMAGE_OLD)} WHERE ${shape.oldMatch}) AS b
               FULL JOIN (SELECT ${key(IMAGE_NEW)} AS k, ${shape.newJson}::text AS j FROM ${after.relation} AS ${sql.identifier(IMAGE_NEW)} WHERE ${shape.newMatch}) AS a
                 ON a.k = b.k
              WHERE (a.k IS NULL OR b.k IS NULL) AND coalesce(a.k, b.k) NOT IN ${changed}
-             ORDER BY coalesce(a.k, b.k)
-          ) AS mv`,
+          ) AS mv
+         -- The order that numbers each subscriber's events p:1, p:2, …: the same on every evaluation.
+         ORDER BY 1, mv.k COLLATE "C"`,
   );
   const bySid = new Map(chunk.map((c) => [c.sid, c]));
+  const counts = new Map<string, number>();
   for (const row of rows) {
     const sub = bySid.get(row.sid);
-    if (!sub || comparePositions(to, sub.cursor) <= 0) continue;
-    if (row.oj) sub.push(eventOf(sub, 'DELETE', to, null, JSON.parse(row.oj) as Record<string, unknown>));
-    else if (row.nj) sub.push(eventOf(sub, 'INSERT', to, JSON.parse(row.nj) as Record<string, unknown>, null));
+    if (!sub) continue;
+    const n = (counts.get(row.sid) ?? 0) + 1;
+    counts.set(row.sid, n);
+    const position = subPosition(to, n);
+    if (comparePositions(position, sub.cursor) <= 0) continue;
+    if (row.oj) sub.push(eventOf(sub, 'DELETE', position, null, JSON.parse(row.oj) as Record<string, unknown>));
+    else if (row.nj) sub.push(eventOf(sub, 'INSERT', position, JSON.parse(row.nj) as Record<string, unknown>, null));
   }
 }
 
@@ -205,12 +208,13 @@ async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part:
     const sub = bySid.get(row.sid);
     const change = part[row.i - 1];
     // A subscriber never gets a change at or before its cursor (where it started, or what its
-    // catch-up from the log already covered).
-    if (!sub || !change || comparePositions(change.position, sub.cursor) <= 0) continue;
+    // catch-up from the log already covered). A change that also moves other rows is at `p:0`.
+    const position = shape.asOf.selfRead && change ? subPosition(change.position, 0) : change?.position;
+    if (!sub || !change || !position || comparePositions(position, sub.cursor) <= 0) continue;
     const op = eventOp(change.op, row.n === true, row.o === true);
     if (!op) continue;
     const rowImages = op === 'DELETE' || !row.nj ? null : (JSON.parse(row.nj) as Record<string, unknown>);
     const oldImages = op === 'INSERT' || !row.oj ? null : (JSON.parse(row.oj) as Record<string, unknown>);
-    sub.push(eventOf(sub, op, change.position, rowImages, oldImages));
+    sub.push(eventOf(sub, op, position, rowImages, oldImages));
   }
 }

@@ -9,7 +9,7 @@ import { ColumnBinder } from './binder.ts';
 import { asOfRelation, asOfSpec } from './as-of.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
 import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
-import { comparePositions, type Change, type ChangeSource } from './source.ts';
+import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
 import { streamBatches } from './stream.ts';
 import { RootKeys } from './keys.ts';
 import { tablesRead, targeting } from './tables.ts';
@@ -309,7 +309,7 @@ export class LiveEngine {
     const scope = scopeFor(this.api, caller, binder);
     const where = field.args['where'] as Record<string, unknown> | undefined;
     const after = field.args['after'] as string | null | undefined;
-    if (after !== undefined && after !== null && !/^\d{1,19}$/.test(after)) throw new GraphQLError('after must be a position received from this stream', { extensions: { code: 'BAD_USER_INPUT' } });
+    if (after !== undefined && after !== null && !isStreamPosition(after)) throw new GraphQLError('after must be a position received from this stream', { extensions: { code: 'BAD_USER_INPUT' } });
     const images = (name: string) => field.children.filter((c) => c.name === name);
     const jsonOf = (name: string, row: symbol): SQL => {
       const pairs = images(name).flatMap((c) => [sql.literal(c.key), rowJson(scope, model, row, c.children)]);
@@ -367,7 +367,7 @@ export class LiveEngine {
 
   private async catchUp(shape: ChangeShapeState, sub: ChangeSubscriber): Promise<void> {
     for (;;) {
-      const changes = await this.source.readAfter(sub.cursor, 1000);
+      const changes = await this.source.readAfter(logPosition(sub.cursor), 1000);
       if (changes.length === 0) break;
       await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count);
     }

@@ -19,8 +19,40 @@ export interface ChangeSource {
   head(): string;
 }
 
+/**
+ * Positions of change-stream events: a change's own event is at its log position `p`; the events a
+ * change causes beside it (rows moving in or out of view because a table the rules read changed,
+ * live/change-stream.ts) are at `p:1`, `p:2`, … in a fixed order, and the event of a change that also
+ * causes moves at `p:0`. So `p:k` sorts after `p - 1` and before `p`, and a stream resumed in the
+ * middle of the events of one change gets exactly the rest of them.
+ */
+const POSITION = /^(0|[1-9]\d{0,18})(?::(0|[1-9]\d{0,8}))?$/;
+
+function split(p: string): { pos: bigint; sub: number } {
+  const m = POSITION.exec(p);
+  if (!m) throw new Error(`not a position: ${p}`);
+  return { pos: BigInt(m[1]!), sub: m[2] === undefined ? Infinity : Number(m[2]) };
+}
+
+/** Whether a client's `after` is a position of this form (its log part is checked by the log too). */
+export function isStreamPosition(p: unknown): p is string {
+  return typeof p === 'string' && POSITION.test(p) && BigInt(POSITION.exec(p)![1]!) < 2n ** 63n;
+}
+
 export function comparePositions(a: string, b: string): number {
-  const x = BigInt(a);
-  const y = BigInt(b);
-  return x < y ? -1 : x > y ? 1 : 0;
+  const x = split(a);
+  const y = split(b);
+  if (x.pos !== y.pos) return x.pos < y.pos ? -1 : 1;
+  return x.sub === y.sub ? 0 : x.sub < y.sub ? -1 : 1;
+}
+
+/** The log position to read after to resume from `cursor`: `p:k` needs change `p` again. */
+export function logPosition(cursor: string): string {
+  const { pos, sub } = split(cursor);
+  return sub === Infinity ? pos.toString() : (pos - 1n).toString();
+}
+
+/** The position of the `sub`-th event change `position` causes (0: its own, when it causes others). */
+export function subPosition(position: string, sub: number): string {
+  return `${position}:${sub}`;
 }
