@@ -1,6 +1,6 @@
 import { sql, type SQL } from 'pg-sql2';
 import type { Table } from '../db/index.ts';
-import type { Relation } from '../rules/index.ts';
+import { or, type AnalyzedRule, type CompiledRules, type ParamSource, type Relation } from '../rules/index.ts';
 import type { ApiModel } from '../schema/index.ts';
 import { readsItself } from './tables.ts';
 
@@ -117,4 +117,46 @@ function rebuilt(schema: string, name: string, table: Table, self: SQL, log: SQL
       UNION ALL
       SELECT r.* FROM ${keys} AS k CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, k.rowgate_img) AS r WHERE k.rowgate_img IS NOT NULL)`,
   ];
+}
+
+/** The row of the table a candidate-finding condition is rendered on (change-stream.ts, moves). */
+export const CANDIDATE = Symbol('candidate');
+/** The changed rows of one table (a change's old and new images), for `deltaVisibility`. */
+export const DELTA = sql.identifier('__rowgate_delta');
+
+/** How many times `x` appears in what a rule reads, through every table's visibility (an upper bound). */
+function occurrences(rules: CompiledRules, table: string, rule: AnalyzedRule, x: string, depth = 0): number {
+  if (depth > 32) return Infinity;
+  let n = 0;
+  rule.instances.forEach((inst, i) => {
+    if (i === rule.target) return;
+    if (inst.table === x) n++;
+    if (inst.table === table) return;
+    const set = rules.policy(inst.table)?.select;
+    if (set && set !== 'public') for (const r of set) n += occurrences(rules, inst.table, r.rule, x, depth + 1);
+  });
+  return n;
+}
+
+/**
+ * A condition on CANDIDATE that holds for every row whose visibility a change of `x` can have
+ * changed: the rules of `table` that read `x`, with `x` read as the changed rows only (DELTA) and
+ * the other tables as of the change. Rules are joins, so a row whose visibility changed has, in one
+ * of the two states, a witness using a changed row of `x`. Null when `x` appears more than once in
+ * a rule (a witness could use a changed row in one place and another row elsewhere): then every
+ * visible row is compared.
+ */
+export function deltaVisibility(api: ApiModel, spec: AsOfSpec, table: string, x: string, params: ParamSource): SQL | null {
+  const set = api.rules.policy(table)?.select;
+  if (!set || set === 'public') return null;
+  const asOf = asOfRelation(spec, 'new');
+  const relation: Relation = (name) => (name === x ? DELTA : asOf(name));
+  const parts: SQL[] = [];
+  for (const { rule } of set) {
+    const n = occurrences(api.rules, table, rule, x);
+    if (n === 0) continue;
+    if (n > 1) return null;
+    parts.push(api.rules.rule(table, rule, CANDIDATE, params, relation));
+  }
+  return parts.length ? or(parts) : sql.false;
 }

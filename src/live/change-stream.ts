@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
-import { asOfCtes, asOfSelf, type AsOfSpec } from './as-of.ts';
+import { asOfCtes, asOfSelf, CANDIDATE, DELTA, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import { comparePositions, subPosition, type Change } from './source.ts';
 
@@ -39,6 +39,8 @@ export interface ChangeShape {
   asOf: AsOfSpec;
   /** The table's catalog entry (its key identifies a row across two states, for moves). */
   relation: Table;
+  /** Per table the rules read, the rows a change of it can move (as-of.ts deltaVisibility); null: any row. */
+  deltas: Map<string, SQL | null>;
   subscribers: Map<string, ChangeSubscriber>;
 }
 
@@ -62,7 +64,7 @@ export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
 
 const CHANGES_PER_STATEMENT = 500;
 
-type Step = { kind: 'changes'; part: Change[]; at: string; before: string } | { kind: 'moves'; from: string; to: string; changed: Change[] };
+type Step = { kind: 'changes'; part: Change[]; at: string; before: string } | { kind: 'moves'; from: string; to: string; cause: Change; changed: Change[] };
 
 const minus1 = (p: string) => (BigInt(p) - 1n).toString();
 
@@ -93,12 +95,12 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
       if (shape.asOf.selfRead) {
         // Its rules read the table: a change of one row (a parent's owner) can move others in or out.
         flush();
-        out.push({ kind: 'moves', from: minus1(c.position), to: c.position, changed: [c] });
+        out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [c] });
       }
     } else if (boundaries.has(c.table)) {
       // One step per change, whatever the batching: every gateway gives the same events at the same positions.
       flush();
-      out.push({ kind: 'moves', from: minus1(c.position), to: c.position, changed: [] });
+      out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [] });
     }
   }
   flush();
@@ -139,8 +141,10 @@ function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<st
  * DELETE with the image the subscriber could last see; one that entered it an INSERT. Rows changed
  * at `to` itself (`changed`) are left out: their own event says what happened to them.
  */
-async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { from: string; to: string; changed: Change[] }, count: () => void): Promise<void> {
+async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { from: string; to: string; cause: Change; changed: Change[] }, count: () => void): Promise<void> {
   const { from, to } = step;
+  const delta = shape.deltas.get(step.cause.table);
+  if (delta && shape.relation.primaryKey.length) return narrowMoves(db, shape, chunk, step, delta, count);
   const before = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'old', from);
   const after = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'new', to);
   const ctes = [...asOfCtes(shape.schema, shape.asOf, to, from), ...before.ctes, ...after.ctes];
@@ -168,6 +172,11 @@ async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], ste
          -- The order that numbers each subscriber's events p:1, p:2, …: the same on every evaluation.
          ORDER BY 1, mv.k COLLATE "C"`,
   );
+  deliverMoves(chunk, to, rows);
+}
+
+/** Numbers each subscriber's moves `to:1`, `to:2`, … in the order given and sends those past its cursor. */
+function deliverMoves(chunk: ChangeSubscriber[], to: string, rows: { sid: string; nj: string | null; oj: string | null }[]): void {
   const bySid = new Map(chunk.map((c) => [c.sid, c]));
   const counts = new Map<string, number>();
   for (const row of rows) {
@@ -180,6 +189,56 @@ async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], ste
     if (row.oj) sub.push(eventOf(sub, 'DELETE', position, null, JSON.parse(row.oj) as Record<string, unknown>));
     else if (row.nj) sub.push(eventOf(sub, 'INSERT', position, JSON.parse(row.nj) as Record<string, unknown>, null));
   }
+}
+
+/**
+ * Moves caused by a change of a table the rules read, looking only at the rows it can concern: the
+ * candidates are the rows the rules reading that table admit through its changed rows (`delta`, on
+ * the table as it is, plus every row of the table changed since `from`, whose columns may differ
+ * now), and only they are judged before and after, each by its key (an index lookup).
+ */
+async function narrowMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { from: string; to: string; cause: Change }, delta: SQL, count: () => void): Promise<void> {
+  const { from, to } = step;
+  const before = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'old', from);
+  const after = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'new', to);
+  const t = sql.identifier(shape.schema, shape.table);
+  const x = sql.identifier(shape.schema, step.cause.table);
+  const pk = shape.relation.primaryKey;
+  const images = [step.cause.old, step.cause.new].filter((i) => i !== null).map((i) => JSON.stringify(i));
+  const q = Symbol('candidate_key');
+  const same = (row: symbol) => sql.join(pk.map((c) => sql`${sql.identifier(row, c)} = ${sql.identifier(q, c)}`), ' AND ');
+  const ctes = [
+    ...asOfCtes(shape.schema, shape.asOf, to, from),
+    ...before.ctes,
+    ...after.ctes,
+    sql`${DELTA} AS NOT MATERIALIZED (
+      SELECT r.* FROM unnest(${sql.value(images)}::text[]) AS i(j) CROSS JOIN LATERAL jsonb_populate_record(NULL::${x}, i.j::jsonb) AS r)`,
+    sql`__rowgate_candidates AS MATERIALIZED (
+      SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, ${sql.join(pk.map((c) => sql.identifier(CANDIDATE, c)), ', ')}
+        FROM ${subscriberRelation(chunk, shape.width)}, ${t} AS ${sql.identifier(CANDIDATE)}
+       WHERE ${delta}
+      UNION
+      SELECT ${sql.identifier(SUBSCRIBERS, 'sid')}, ${sql.join(pk.map((c) => sql.identifier(CANDIDATE, c)), ', ')}
+        FROM ${subscriberRelation(chunk, shape.width)}, rowgate.change_log AS l
+       CROSS JOIN LATERAL (VALUES (l.old), (l.new)) AS v(img)
+       CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, v.img) AS ${sql.identifier(CANDIDATE)}
+       WHERE l.tbl = ${sql.literal(shape.table)} AND (l.pos > ${sql.value(from)}::text::bigint OR l.pos IS NULL) AND v.img IS NOT NULL)`,
+  ];
+  count();
+  const rows = await runSql<{ sid: string; nj: string | null; oj: string | null }>(
+    db,
+    sql`WITH ${sql.join(ctes, ',\n')}
+        SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, m.nj, m.oj
+          FROM ${subscriberRelation(chunk, shape.width)}
+          JOIN __rowgate_candidates AS ${sql.identifier(q)} ON ${sql.identifier(q, 'sid')} = ${sql.identifier(SUBSCRIBERS, 'sid')}
+          CROSS JOIN LATERAL (
+            SELECT (SELECT ${shape.oldJson}::text FROM ${before.relation} AS ${sql.identifier(IMAGE_OLD)} WHERE ${same(IMAGE_OLD)} AND ${shape.oldMatch}) AS oj,
+                   (SELECT ${shape.newJson}::text FROM ${after.relation} AS ${sql.identifier(IMAGE_NEW)} WHERE ${same(IMAGE_NEW)} AND ${shape.newMatch}) AS nj
+          ) AS m
+         WHERE (m.oj IS NULL) <> (m.nj IS NULL)
+         ORDER BY 1, jsonb_build_array(${sql.join(pk.map((c) => sql.identifier(q, c)), ', ')})::text COLLATE "C"`,
+  );
+  deliverMoves(chunk, to, rows);
 }
 
 async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], newAt: string, oldAt: string, count: () => void): Promise<void> {

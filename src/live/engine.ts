@@ -6,7 +6,7 @@ import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, uncheckedIn
 import type { Caller } from '../rules/index.ts';
 import type { ApiModel, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
-import { asOfRelation, asOfSpec } from './as-of.ts';
+import { asOfRelation, asOfSpec, deltaVisibility } from './as-of.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
 import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
@@ -321,12 +321,15 @@ export class LiveEngine {
       visibleAnd(scope.params ? this.api.rules.visibility(model.name, row, scope.params, asOfRelation(asOf, side)) : sql.true, whereSql(scope, model, row, where));
     // Rendered once, in this order, so every subscriber's values line up with the same columns.
     const parts = { newMatch: match(IMAGE_NEW, 'new'), newJson: jsonOf('row', IMAGE_NEW), oldMatch: match(IMAGE_OLD, 'old'), oldJson: jsonOf('old', IMAGE_OLD) };
-    const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson}`);
+    // Per table the rules read: which rows a change of it can move in or out of view (moves in change-stream.ts).
+    const deltas = new Map<string, SQL | null>();
+    for (const { name } of asOf.tables) if (name !== model.name) deltas.set(name, scope.params ? deltaVisibility(this.api, asOf, model.name, name, scope.params) : sql.false);
+    const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson} ${sql.join([...deltas.values()].map((d) => d ?? sql.null), ' ')}`);
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     let shape = this.changeShapes.get(key);
     if (!shape) {
       const boundaries = new Set(asOf.tables.map((t) => t.name));
-      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, relation: model.table, boundaries, subscribers: new Map(), pending: [], running: false };
+      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, subscribers: new Map(), pending: [], running: false };
       this.changeShapes.set(key, shape);
       this.stats.shapes++;
     }
