@@ -38,6 +38,11 @@ const tableSchema = z
     selectColumns: z.array(z.string()).min(1, 'list at least one column').optional(),
     // At most this many rows of the table per list or aggregate (Hasura's select permission limit).
     selectLimit: z.number().int().positive().optional(),
+    // Fields computed by SQL functions of the row (Hasura's computed fields): { "<field>": {
+    // "function": "<name>", "session": true if its second argument takes the caller's claims as json }.
+    computedFields: z
+      .record(z.string(), z.object({ function: z.string(), session: z.boolean().default(false) }).strict())
+      .optional(),
   })
   .strict();
 

@@ -47,6 +47,11 @@ export interface FunctionInfo {
   volatility: 'i' | 's' | 'v';
   /** f function, a aggregate, w window, p procedure */
   kind: string;
+  /** `pg_type.typname` of each argument, in order (a table's row type is named as the table). */
+  argTypes: string[];
+  /** Its return type, and whether it returns a set. */
+  returns: TypeRef;
+  returnsSet: boolean;
 }
 
 export interface Catalog {
@@ -140,10 +145,15 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
      WHERE n.nspname = ${schema} AND tn.nspname = ${schema} AND v.relkind IN ('v', 'm')
      ORDER BY 1, 2`;
 
-  const functions = await sql<{ schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string }[]>`
+  const functions = await sql<
+    { schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string; arg_types: string[]; ret_schema: string; ret_name: string; ret_category: string; returns_set: boolean }[]
+  >`
     SELECT n.nspname AS schema, p.proname AS name, p.pronargs::int AS nargs,
-           p.provariadic <> 0 AS variadic, p.provolatile AS volatility, p.prokind AS kind
+           p.provariadic <> 0 AS variadic, p.provolatile AS volatility, p.prokind AS kind,
+           ARRAY(SELECT t.typname::text FROM unnest(p.proargtypes) WITH ORDINALITY AS a(oid, i) JOIN pg_type t ON t.oid = a.oid ORDER BY a.i) AS arg_types,
+           rn.nspname AS ret_schema, rt.typname AS ret_name, rt.typcategory AS ret_category, p.proretset AS returns_set
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      JOIN pg_type rt ON rt.oid = p.prorettype JOIN pg_namespace rn ON rn.oid = rt.typnamespace
      WHERE n.nspname IN ('pg_catalog', ${schema})`;
 
   const types = await sql<{ schema: string; name: string; category: string; enum_labels: string[] | null }[]>`
@@ -182,7 +192,17 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
   const fnMap = new Map<string, FunctionInfo[]>();
   for (const fn of functions) {
     const list = fnMap.get(fn.name) ?? [];
-    list.push({ ...fn });
+    list.push({
+      schema: fn.schema,
+      name: fn.name,
+      nargs: fn.nargs,
+      variadic: fn.variadic,
+      volatility: fn.volatility,
+      kind: fn.kind,
+      argTypes: fn.arg_types,
+      returns: { schema: fn.ret_schema, name: fn.ret_name, category: fn.ret_category, enumLabels: [] },
+      returnsSet: fn.returns_set,
+    });
     fnMap.set(fn.name, list);
   }
   const typeMap = new Map<string, TypeRef>();

@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
 import { AGGREGATE_BY_NAME } from '../schema/aggregates.ts';
-import type { Relationship, TableModel } from '../schema/model.ts';
+import type { ComputedField, Relationship, TableModel } from '../schema/model.ts';
 import { orderTerms } from './order.ts';
 import { badInput, fenced, joinCondition, needsFence, pkMatch, readableColumn, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
@@ -32,12 +32,27 @@ export function rowJson(scope: Scope, model: TableModel, alias: Alias, fields: S
 function fieldSql(scope: Scope, model: TableModel, alias: Alias, f: SelectedField): SQL {
   const col = model.readable.find((c) => c.name === f.name);
   if (col) return col.scalar.asText ? sql`${sql.identifier(alias, col.name)}::text${col.scalar.list ? sql`[]` : sql.blank}` : sql.identifier(alias, col.name);
+  const computed = model.computed.find((c) => c.name === f.name);
+  if (computed) return computedSql(scope, model, alias, computed);
   const rel = model.relationships.find((r) => r.name === f.name);
   if (rel?.kind === 'object') return objectRelationship(scope, rel, alias, f);
   if (rel?.kind === 'array') return listSql(scope, tableModel(scope, rel.target), f, (other) => joinCondition(rel, alias, other));
   const agg = model.relationships.find((r) => r.kind === 'array' && `${r.name}_aggregate` === f.name);
   if (agg) return aggregateSql(scope, tableModel(scope, agg.target), f, (other) => joinCondition(agg, alias, other));
   throw new Error(`${model.name} has no field ${f.name}`);
+}
+
+/**
+ * A computed field: its function called with the row, rebuilt as the table's type from its columns
+ * (the row may come from a subquery, whose whole-row value is an anonymous record), and the claims.
+ * It runs only in the selection, so only over rows already proven visible.
+ */
+function computedSql(scope: Scope, model: TableModel, alias: Alias, c: ComputedField): SQL {
+  const table = sql.identifier(scope.api.schema, model.name);
+  const row = sql`ROW(${sql.join(model.columns.map((col) => sql.identifier(alias, col.name)), ', ')})::${table}`;
+  const args = c.session ? [row, sql`${scope.claims()}::${sql.identifier(c.fn.argTypes[1]!)}`] : [row];
+  const call = sql`${sql.identifier(c.fn.schema, c.fn.name)}(${sql.join(args, ', ')})`;
+  return c.scalar.asText ? sql`${call}::text${c.scalar.list ? sql`[]` : sql.blank}` : call;
 }
 
 function objectRelationship(scope: Scope, rel: Relationship, alias: Alias, f: SelectedField): SQL {

@@ -12,10 +12,17 @@ export interface Scope {
   params: ParamSource | null;
   /** The SQL answers many subscribers in one statement, each in a loop of its own (the live engine). */
   perSubscriber?: true;
+  /** The caller's claims as one bound json text (computed fields that take the session). */
+  claims: () => SQL;
 }
 
 export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues, perSubscriber = false): Scope {
-  const scope: Scope = { api, binder, params: caller.admin ? null : identityParams(caller.identity, binder) };
+  const scope: Scope = {
+    api,
+    binder,
+    params: caller.admin ? null : identityParams(caller.identity, binder),
+    claims: () => binder.text(JSON.stringify(caller.identity.claims)),
+  };
   if (perSubscriber) scope.perSubscriber = true;
   return scope;
 }

@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'pg-sql2';
-import type { Catalog } from '../db/index.ts';
+import { computedFunction, type Catalog } from '../db/index.ts';
 import type { Config, TableConfig } from '../config/index.ts';
 import { analyzeRule } from './analyze.ts';
 import { RuleConfigError, RuleError, type RuleProblem, type RuleSite } from './errors.ts';
@@ -172,6 +172,11 @@ export function compileRules(config: Pick<Config, 'tables' | 'database'>, catalo
     }
     const columnsOf = new Set(info.columns.map((c) => c.name));
     checkColumns(problems, table, tc, columnsOf);
+    for (const [field, spec] of Object.entries(tc.computedFields ?? {})) {
+      const fn = computedFunction(catalog, table, spec.function, spec.session);
+      if (typeof fn === 'string') problems.push(tableProblem(`tables.${table}.computedFields.${field}: ${fn}`, `A computed field is CREATE FUNCTION ${spec.function}(${table}${spec.session ? ', json' : ''}) RETURNS <scalar> STABLE.`));
+      else if (columnsOf.has(field)) problems.push(tableProblem(`tables.${table}.computedFields.${field}: "${table}" already has a column "${field}"`, 'Give the computed field another name.'));
+    }
     const presets = (set: Record<string, string> | undefined) => set ?? {};
     const writable = (cols: string[] | undefined, set: Record<string, string>) =>
       cols ?? info.columns.filter((c) => !c.generated && !(c.name in set)).map((c) => c.name);

@@ -183,6 +183,9 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
       fields: (f: AnyRef) => {
         const fields: Record<string, unknown> = {};
         for (const c of cols) fields[c.name] = f.field({ type: colType(c), nullable: colNullable(c), resolve: fromParent });
+        for (const c of m.computed.filter((x) => VALID_NAME.test(x.name))) {
+          fields[c.name] = f.field({ type: c.scalar.list ? [c.scalar.name] : c.scalar.name, nullable: c.scalar.list ? { list: true, items: true } : true, description: `computed by ${c.fn.name}()`, resolve: fromParent });
+        }
         for (const rel of m.relationships) {
           const target = refsOf(rel.target);
           if (rel.kind === 'object') {

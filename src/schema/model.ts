@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.ts';
-import { baseTables, type Catalog, type Column, type Table } from '../db/index.ts';
+import { baseTables, computedFunction, type Catalog, type Column, type FunctionInfo, type Table } from '../db/index.ts';
 import type { CompiledRules, TablePolicy } from '../rules/index.ts';
 import { scalarFor, type ScalarInfo } from './scalars.ts';
 
@@ -34,6 +34,16 @@ export interface TableModel {
   selectLimit: number | null;
   primaryKey: ColumnModel[];
   relationships: Relationship[];
+  /** Fields computed by a function of the row (`computedFields`), read only in the selection. */
+  computed: ComputedField[];
+}
+
+export interface ComputedField {
+  name: string;
+  fn: FunctionInfo;
+  /** The function's second argument takes the caller's claims as json. */
+  session: boolean;
+  scalar: ScalarInfo;
 }
 
 export interface ApiModel {
@@ -73,6 +83,11 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
       selectLimit: tc?.selectLimit ?? null,
       primaryKey: table.primaryKey.map((k) => columns.find((c) => c.name === k)!),
       relationships: [],
+      // Checked when the rules compiled (compile.ts): every entry names a usable function.
+      computed: Object.entries(tc?.computedFields ?? {}).flatMap(([name, spec]) => {
+        const fn = computedFunction(catalog, policy.table, spec.function, spec.session);
+        return typeof fn === 'string' ? [] : [{ name, fn, session: spec.session, scalar: scalarFor(catalog.types.get(fn.returns.name)!, catalog) }];
+      }),
     });
   }
 
