@@ -76,6 +76,9 @@ export const configSchema = z
       .strict()
       .prefault({}),
     tables: z.record(z.string(), tableSchema),
+    // SQL functions exposed as root query fields (Hasura's tracked functions): STABLE, returning
+    // SETOF a listed table, whose rows the caller sees through that table's rules.
+    functions: z.array(z.string()).default([]),
     limits: z
       .object({
         maxDepth: z.number().int().positive().default(10),

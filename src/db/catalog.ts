@@ -49,6 +49,8 @@ export interface FunctionInfo {
   kind: string;
   /** `pg_type.typname` of each argument, in order (a table's row type is named as the table). */
   argTypes: string[];
+  /** Names of the arguments, in order ('' for an unnamed one). */
+  argNames: string[];
   /** Its return type, and whether it returns a set. */
   returns: TypeRef;
   returnsSet: boolean;
@@ -146,11 +148,12 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
      ORDER BY 1, 2`;
 
   const functions = await sql<
-    { schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string; arg_types: string[]; ret_schema: string; ret_name: string; ret_category: string; returns_set: boolean }[]
+    { schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string; arg_types: string[]; arg_names: string[]; ret_schema: string; ret_name: string; ret_category: string; returns_set: boolean }[]
   >`
     SELECT n.nspname AS schema, p.proname AS name, p.pronargs::int AS nargs,
            p.provariadic <> 0 AS variadic, p.provolatile AS volatility, p.prokind AS kind,
            ARRAY(SELECT t.typname::text FROM unnest(p.proargtypes) WITH ORDINALITY AS a(oid, i) JOIN pg_type t ON t.oid = a.oid ORDER BY a.i) AS arg_types,
+           COALESCE(p.proargnames[1:p.pronargs], '{}')::text[] AS arg_names,
            rn.nspname AS ret_schema, rt.typname AS ret_name, rt.typcategory AS ret_category, p.proretset AS returns_set
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
       JOIN pg_type rt ON rt.oid = p.prorettype JOIN pg_namespace rn ON rn.oid = rt.typnamespace
@@ -200,6 +203,7 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
       volatility: fn.volatility,
       kind: fn.kind,
       argTypes: fn.arg_types,
+      argNames: fn.arg_types.map((_, i) => fn.arg_names[i] ?? ''),
       returns: { schema: fn.ret_schema, name: fn.ret_name, category: fn.ret_category, enumLabels: [] },
       returnsSet: fn.returns_set,
     });

@@ -17,3 +17,22 @@ export function computedFunction(catalog: Catalog, table: string, name: string, 
   if (!catalog.types.has(fn.returns.name) || ['c', 'p'].includes(fn.returns.category)) return `"${name}" returns ${fn.returns.name}, which is not a scalar type`;
   return fn;
 }
+
+/**
+ * A function exposed as a root query field, or why it cannot be: one function of that name in the
+ * schema, STABLE or IMMUTABLE, returning SETOF a listed table, every argument named and of a scalar
+ * type (its GraphQL `args`).
+ */
+export function rootFunction(catalog: Catalog, name: string, listed: Set<string>): FunctionInfo | string {
+  const candidates = (catalog.functions.get(name) ?? []).filter((f) => f.schema === catalog.schema && f.kind === 'f');
+  if (candidates.length === 0) return `no function "${name}" in schema "${catalog.schema}"`;
+  if (candidates.length > 1) return `"${name}" is overloaded; expose one function per name`;
+  const fn = candidates[0]!;
+  if (fn.volatility === 'v') return `"${name}" is VOLATILE; declare it STABLE or IMMUTABLE (a query must not write)`;
+  if (!fn.returnsSet || !listed.has(fn.returns.name)) return `"${name}" must return SETOF a listed table; it returns ${fn.returnsSet ? 'SETOF ' : ''}${fn.returns.name}`;
+  const unnamed = fn.argNames.findIndex((n) => !/^[_a-zA-Z][_a-zA-Z0-9]*$/.test(n));
+  if (unnamed >= 0) return `argument ${unnamed + 1} of "${name}" needs a name (it becomes a field of args)`;
+  const bad = fn.argTypes.find((t) => !catalog.types.has(t));
+  if (bad) return `"${name}" takes ${bad}, which is not a scalar type`;
+  return fn;
+}

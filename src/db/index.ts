@@ -2,4 +2,4 @@ export { openDatabase, connect, isConnectionError, retryOnDisconnect, type Datab
 export { startEmbedded, freePort, type EmbeddedServer } from './embedded.ts';
 export { runSql, describeSql, compileSql } from './run.ts';
 export { readCatalog, baseTables, column, type Catalog, type Table, type Column, type TypeRef, type ForeignKey, type FunctionInfo } from './catalog.ts';
-export { computedFunction } from './functions.ts';
+export { computedFunction, rootFunction } from './functions.ts';

@@ -3,14 +3,14 @@ import { sql, type SQL } from 'pg-sql2';
 import { runSql, type Sql } from '../db/index.ts';
 import type { Alias } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
-import type { ApiModel, TableModel } from '../schema/model.ts';
+import type { ApiModel, RootFunction, TableModel } from '../schema/model.ts';
 import { checkTotalRows } from './cost.ts';
 import { mapDatabaseError } from './errors.ts';
 import { deleteRows, insertRows, updateRows, type MutationResult } from './mutate.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
-import { pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
+import { bindValue, pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
 import { rootField, type SelectedField } from './selection.ts';
-import { verifyInputs, uncheckedInputs } from './input.ts';
+import { functionArgs, verifyInputs, uncheckedInputs, type UncheckedInput } from './input.ts';
 import { writeWhere } from './where.ts';
 
 export { useMutationTransaction } from './transaction.ts';
@@ -35,6 +35,8 @@ export interface Resolvers {
   updateByPk(table: string): Resolver;
   delete(table: string): Resolver;
   deleteByPk(table: string): Resolver;
+  /** A root function (`functions`): its rows as a list, or their aggregate. */
+  fn(fn: RootFunction, kind: 'list' | 'aggregate'): Resolver;
 }
 
 function returningOf(field: SelectedField, name = 'returning'): SelectedField[] {
@@ -55,14 +57,15 @@ function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown
 export function createResolvers(api: ApiModel, db: Sql): Resolvers {
   /** Runs one root field's statement; the JSON answer is built by PostgreSQL. */
   const query =
-    (table: string, build: (model: TableModel, field: SelectedField, ctx: GraphQLContext) => SQL): Resolver =>
+    (table: string, build: (model: TableModel, field: SelectedField, ctx: GraphQLContext, inputs: UncheckedInput[]) => SQL): Resolver =>
     async (_parent, args, ctx, info) => {
       const model = tableModel(scopeFor(api, ctx.caller), table);
       const field = rootField(info, args);
-      const statement = sql`SELECT ${build(model, field, ctx)} AS result`;
       let result: unknown;
       try {
-        await verifyInputs(ctx.tx ?? db, uncheckedInputs(api, model, field));
+        const inputs = uncheckedInputs(api, model, field);
+        const statement = sql`SELECT ${build(model, field, ctx, inputs)} AS result`;
+        await verifyInputs(ctx.tx ?? db, inputs);
         const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement);
         result = row?.result ?? null;
       } catch (err) {
@@ -124,6 +127,13 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
         const scope = scopeFor(api, ctx.caller);
         const result = await deleteRows(tx, scope, model, pkWhere(scope, model, args), field.children);
         return result.returning[0] ?? null;
+      }),
+    fn: (fn, kind) =>
+      query(fn.table, (model, field, ctx, inputs) => {
+        const scope = scopeFor(api, ctx.caller);
+        const values = functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
+        const call = sql`${sql.identifier(fn.fn.schema, fn.fn.name)}(${sql.join(fn.args.map((p, i) => bindValue(scope, p, values[i])), ', ')})`;
+        return kind === 'list' ? listSql(scope, model, field, null, call) : aggregateSql(scope, model, field, null, call);
       }),
   };
 }

@@ -165,3 +165,15 @@ export async function verifyInputs(db: Sql, inputs: UncheckedInput[]): Promise<v
     throw badInput(`a filter value was refused (SQLSTATE ${code})`);
   }
 }
+
+/**
+ * A root function's `args`, each checked as a value of its column-like parameter: those rowgate
+ * checks are returned converted, the others are added to `out` to be cast by `verifyInputs`.
+ */
+export function functionArgs(params: ColumnModel[], values: Record<string, unknown> | null | undefined, what: string, out: UncheckedInput[]): unknown[] {
+  return params.map((p) => {
+    const value = values?.[p.name] ?? null;
+    if (value !== null && !checkedHere(p)) out.push({ text: textOf(value), what: `${what}.${p.name}`, probe: { kind: 'cast', type: p.type } });
+    return checkedValue(p, value, `${what}.${p.name}`);
+  });
+}

@@ -98,6 +98,7 @@ function rowsSource(
   args: Record<string, unknown>,
   extra: ((alias: Alias) => SQL) | null,
   capped = true,
+  source: SQL | null = null,
 ): { from: SQL; alias: symbol; order: SQL[] } {
   const inner = Symbol(model.name);
   // Rows sent to the caller are capped at maxRows; an aggregate without `nodes` sends one row,
@@ -122,9 +123,16 @@ function rowsSource(
     const terms = orderTerms(scope, model, a, args['order_by']);
     return sql`${terms.length ? sql` ORDER BY ${sql.join(terms, ', ')}` : sql.blank} LIMIT ${sql.literal(limit + (offset ?? 0))}`;
   };
-  const split = extra ? null : visibleRowSource(scope, model, filter, paging);
-  const visibility = extra ? and([visible(scope, model.name, inner), extra(inner)]) : split ? sql.true : visibleRows(scope, model, inner, filter);
-  const rows = fenced(scope, model, where, sql`${split ?? tableRef(scope, model.name)} AS ${sql.identifier(inner)}`, inner, visibility);
+  // Rows from a function (`source`) are not the table's: only the rules, row by row, judge them.
+  const split = extra || source ? null : visibleRowSource(scope, model, filter, paging);
+  const visibility = extra
+    ? and([visible(scope, model.name, inner), extra(inner)])
+    : source
+      ? and([visible(scope, model.name, inner), filter(inner)])
+      : split
+        ? sql.true
+        : visibleRows(scope, model, inner, filter);
+  const rows = fenced(scope, model, where, sql`${source ?? split ?? tableRef(scope, model.name)} AS ${sql.identifier(inner)}`, inner, visibility);
   const condition = and([rows.visibility, fence ? whereSql(scope, model, rows.alias, where) : sql.true]);
   const ordering = (a: Alias) => [
     ...(distinctOn && !args['order_by'] ? distinctOn.map((c) => sql.identifier(a, c)) : []),
@@ -143,9 +151,9 @@ function rowsSource(
   };
 }
 
-/** `[t!]!` as a JSON array. */
-export function listSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
-  const { from, alias, order } = rowsSource(scope, model, f.args, extra);
+/** `[t!]!` as a JSON array; `source` replaces the table by rows of its type (a root function's call). */
+export function listSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null, source: SQL | null = null): SQL {
+  const { from, alias, order } = rowsSource(scope, model, f.args, extra, true, source);
   const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
   return sql`(SELECT coalesce(json_agg(${rowJson(scope, model, alias, f.children)}${orderSql}), '[]'::json) FROM ${from})`;
 }
@@ -164,8 +172,8 @@ function wholeRow(model: TableModel, alias: Alias): SQL {
 }
 
 /** `t_aggregate`: `{ aggregate { count sum avg max min } nodes }` over the visible rows only. */
-export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null): SQL {
-  const { from, alias, order } = rowsSource(scope, model, f.args, extra, f.children.some((c) => c.name === 'nodes'));
+export function aggregateSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null, source: SQL | null = null): SQL {
+  const { from, alias, order } = rowsSource(scope, model, f.args, extra, f.children.some((c) => c.name === 'nodes'), source);
   const pairs: [string, SQL][] = [];
   for (const part of f.children) {
     if (part.name === 'nodes') {

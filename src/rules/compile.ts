@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'pg-sql2';
-import { computedFunction, type Catalog } from '../db/index.ts';
+import { computedFunction, rootFunction, type Catalog } from '../db/index.ts';
 import type { Config, TableConfig } from '../config/index.ts';
 import { analyzeRule } from './analyze.ts';
 import { RuleConfigError, RuleError, type RuleProblem, type RuleSite } from './errors.ts';
@@ -135,7 +135,7 @@ function collectParams(rule: AnalyzedRule, into: Set<string>): void {
  * Parses, validates and compiles every rule of the config against the catalog. Throws a
  * RuleConfigError listing every problem at once; returns only when all rules are sound.
  */
-export function compileRules(config: Pick<Config, 'tables' | 'database'>, catalog: Catalog): CompiledRules {
+export function compileRules(config: Pick<Config, 'tables' | 'database'> & Partial<Pick<Config, 'functions'>>, catalog: Catalog): CompiledRules {
   const problems: RuleProblem[] = [];
   const policies = new Map<string, TablePolicy>();
 
@@ -196,6 +196,16 @@ export function compileRules(config: Pick<Config, 'tables' | 'database'>, catalo
         : null,
       delete: tc.delete ? compileList(table, 'delete', tc.delete) : null,
     });
+  }
+
+  for (const name of config.functions ?? []) {
+    const fn = rootFunction(catalog, name, new Set(Object.keys(config.tables)));
+    if (typeof fn === 'string') problems.push(tableProblem(`functions: ${fn}`, `A root function is CREATE FUNCTION ${name}(<named scalar arguments>) RETURNS SETOF <listed table> STABLE.`));
+    else {
+      const fields = [name, `${name}_aggregate`];
+      const clash = Object.keys(config.tables).find((t) => [t, `${t}_aggregate`, `${t}_by_pk`].some((f) => fields.includes(f)));
+      if (clash) problems.push(tableProblem(`functions: "${name}" clashes with the root fields of table "${clash}"`, 'A root field has one name: rename the function.'));
+    }
   }
 
   // Only `select` rules recurse, so only they can form cycles.

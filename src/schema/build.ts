@@ -330,10 +330,26 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
 
   const pkArgs = (f: AnyRef, m: TableModel) => Object.fromEntries(m.primaryKey.map((c) => [c.name, f.arg({ type: c.scalar.name, required: true })]));
 
+  // Hasura's tracked functions: `fn(args: fn_args, where, …)` and `fn_aggregate`, over the rows
+  // of its table that the caller may see (the table's select rules judge each returned row).
+  const functions = api.functions.filter((fn) => VALID_NAME.test(fn.name));
+  const fnArgs = new Map(
+    functions.filter((fn) => fn.args.length).map((fn) => [fn.name, builder.inputType(`${fn.name}_args`, {
+      description: `input arguments for function "${fn.name}"`,
+      fields: (f: AnyRef) => Object.fromEntries(fn.args.map((a) => [a.name, f.field({ type: a.scalar.list ? [a.scalar.name] : a.scalar.name, required: a.scalar.list ? { list: false, items: false } : false })])),
+    })]),
+  );
+
   builder.queryType({
     name: api.rootTypes.query,
     fields: (f: AnyRef) => {
       const fields: Record<string, AnyRef> = {};
+      for (const fn of functions) {
+        const r = refsOf(fn.table);
+        const args = { ...(fnArgs.has(fn.name) ? { args: f.arg({ type: fnArgs.get(fn.name), required: true, description: `input parameters for function "${fn.name}"` }) } : {}), ...listArgs(f, fn.table) };
+        fields[fn.name] = f.field({ type: [r.object], args, description: `execute function "${fn.name}" which returns "${fn.table}"`, resolve: resolvers.fn(fn, 'list') });
+        fields[`${fn.name}_aggregate`] = f.field({ type: r.aggregate, args, description: `execute function "${fn.name}" and query aggregates on result of table type "${fn.table}"`, resolve: resolvers.fn(fn, 'aggregate') });
+      }
       for (const m of tables) {
         const r = refsOf(m.name);
         fields[m.name] = f.field({ type: [r.object], args: listArgs(f, m.name), description: `fetch data from the table: "${m.name}"`, resolve: resolvers.list(m.name) });

@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.ts';
-import { baseTables, computedFunction, type Catalog, type Column, type FunctionInfo, type Table } from '../db/index.ts';
+import { baseTables, computedFunction, rootFunction, type Catalog, type Column, type FunctionInfo, type Table } from '../db/index.ts';
 import type { CompiledRules, TablePolicy } from '../rules/index.ts';
 import { scalarFor, type ScalarInfo } from './scalars.ts';
 
@@ -38,6 +38,15 @@ export interface TableModel {
   computed: ComputedField[];
 }
 
+export interface RootFunction {
+  name: string;
+  fn: FunctionInfo;
+  /** The listed table whose rows it returns, and whose rules apply to them. */
+  table: string;
+  /** Its arguments as column-like inputs (validated and bound as column values are). */
+  args: ColumnModel[];
+}
+
 export interface ComputedField {
   name: string;
   fn: FunctionInfo;
@@ -56,6 +65,8 @@ export interface ApiModel {
   reads: (table: string) => string[];
   /** The catalog's entry of any relation of the schema, listed or not (rules read unlisted ones). */
   relation: (name: string) => Table | undefined;
+  /** SQL functions exposed as root query fields (`functions`), each returning rows of a listed table. */
+  functions: RootFunction[];
   /** Names of the query, mutation and subscription types. */
   rootTypes: { query: string; mutation: string; subscription: string };
 }
@@ -67,7 +78,7 @@ function plural(name: string): string {
   return `${name}s`;
 }
 
-export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database' | 'graphql'>, catalog: Catalog, rules: CompiledRules): ApiModel {
+export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database' | 'graphql'> & Partial<Pick<Config, 'functions'>>, catalog: Catalog, rules: CompiledRules): ApiModel {
   const tables = new Map<string, TableModel>();
   for (const policy of rules.policies.values()) {
     const table = catalog.tables.get(policy.table)!;
@@ -118,7 +129,17 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     config.graphql.rootTypeNames === 'hasura'
       ? { query: 'query_root', mutation: 'mutation_root', subscription: 'subscription_root' }
       : { query: 'Query', mutation: 'Mutation', subscription: 'Subscription' };
-  return { schema: catalog.schema, tables, rules, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
+  // Checked when the rules compiled (compile.ts).
+  const functions = (config.functions ?? []).flatMap((name): RootFunction[] => {
+    const fn = rootFunction(catalog, name, new Set(tables.keys()));
+    if (typeof fn === 'string') return [];
+    const args = fn.argTypes.map((t, i) => {
+      const type = catalog.types.get(t)!;
+      return { name: fn.argNames[i]!, type, nullable: true, hasDefault: false, generated: false, scalar: scalarFor(type, catalog) } as ColumnModel;
+    });
+    return [{ name, fn, table: fn.returns.name, args }];
+  });
+  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */

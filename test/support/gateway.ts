@@ -28,7 +28,7 @@ export interface TestGateway {
 /** A real gateway on a free port over the test database, configured with `config` (tables, limits …). */
 export async function startGateway(db: TestDatabase, config: Record<string, unknown>): Promise<TestGateway> {
   const parsed = parseConfig({ auth: { jwt: { secret: SECRET }, adminSecret: ADMIN_SECRET }, ...config }, {});
-  const rules = await compile(db, config['tables'] as Record<string, unknown>);
+  const rules = await compile(db, config['tables'] as Record<string, unknown>, config['functions'] ? { functions: config['functions'] } : {});
   // The gateway's own pool, with the statement timeout `rowgate serve` would set.
   const sql = connect(db.url, { max: 5 }, { statementTimeoutMs: parsed.limits.statementTimeoutMs });
   const schema = buildSchema({ config: parsed, catalog: await db.catalog(), rules, sql });

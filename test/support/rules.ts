@@ -3,10 +3,10 @@ import { parseConfig } from '../../src/config/index.ts';
 import { callerParams, compileRules, loadParser, verifyRules, type CompiledRules, type Identity } from '../../src/rules/index.ts';
 import type { TestDatabase } from './db.ts';
 
-/** Compiles `tables` (the config's `tables` section) against the test database, as startup does. */
-export async function compile(db: TestDatabase, tables: Record<string, unknown>): Promise<CompiledRules> {
+/** Compiles `tables` (the config's `tables` section, with other sections in `rest`) against the test database, as startup does. */
+export async function compile(db: TestDatabase, tables: Record<string, unknown>, rest: Record<string, unknown> = {}): Promise<CompiledRules> {
   await loadParser();
-  const config = parseConfig({ tables }, {});
+  const config = parseConfig({ tables, ...rest }, {});
   const rules = compileRules(config, await db.catalog());
   await verifyRules(db.sql, rules);
   return rules;
