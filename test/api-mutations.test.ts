@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.ts';
 import { startGateway, type TestGateway } from './support/gateway.ts';
 
-// Write rules (DESIGN §2 "Writes") end to end: presets, column allowlists, checks after the write,
+// Write rules (docs/rules.md, "Writes") end to end: presets, column allowlists, checks after the write,
 // update filters, delete rules, upserts, and one transaction per mutation operation.
 const db = useTestDatabase();
 let api: TestGateway;

@@ -8,7 +8,7 @@ import { installCapture, removeCapture, startChangeFeed, type Change, type Chang
 import { collect, ofTable, type Collector } from './support/changes.ts';
 import { useTestDatabase } from './support/db.ts';
 
-// Change capture (DESIGN §4 db/): triggers write every committed change to rowgate.change_log,
+// Change capture (db/ README): triggers write every committed change to rowgate.change_log,
 // whoever writes it; the feed delivers them. Writes here go through a connection of their own,
 // as another service's would.
 const db = useTestDatabase();

@@ -5,7 +5,7 @@ import { collect, type Collector } from './support/changes.ts';
 import { useTestDatabase } from './support/db.ts';
 
 // Positions follow commit order closely enough that a reader of `pos > cursor` never skips a
-// change, even when transactions commit out of id order (DESIGN §4; src/db/changes/README.md).
+// change, even when transactions commit out of id order (src/db/changes/README.md).
 const db = useTestDatabase();
 const writers: Sql[] = [];
 

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.ts';
 
-// The real CLI (DESIGN §1): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
+// The real CLI (docs/configuration.md): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
 const db = useTestDatabase();
 const BIN = resolve(import.meta.dirname, '../bin/rowgate.mjs');
 const INJECT = "' OR 1=1 --";

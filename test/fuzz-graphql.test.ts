@@ -349,7 +349,7 @@ function checkRows(data: unknown, visible: Record<string, Set<string>>, fail: (p
 type Row = Record<string, unknown>;
 const byId = (rows: Row[]) => new Map(rows.map((r) => [String(r['id']), r]));
 
-/** A successful mutation by `who` wrote only what the write rules allow (DESIGN §2 "Writes"). */
+/** A successful mutation by `who` wrote only what the write rules allow (docs/rules.md, "Writes"). */
 function checkWrites(who: string, before: Snapshot, after: Snapshot, visibleBefore: Record<string, Set<string>>, fail: (p: string) => void): void {
   for (const t of ['team', 'member', 'project']) if (JSON.stringify(before[t]) !== JSON.stringify(after[t])) fail(`a task mutation changed ${t}`);
   const old = byId(before['task']!);

@@ -4,7 +4,7 @@ import { compileRules, formatProblem, loadParser, RuleConfigError, verifyRules, 
 import { lineAndColumn } from '../src/rules/errors.ts';
 import { useTestDatabase } from './support/db.ts';
 
-// Malformed rules (DESIGN §2 "Validation"): each must be rejected at startup with the table, the
+// Malformed rules (docs/rules.md, "Validation"): each must be rejected at startup with the table, the
 // rule's kind and 1-based number, the 1-based line and column of the fault, a caret under it and a hint.
 const db = useTestDatabase();
 

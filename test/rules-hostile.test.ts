@@ -4,7 +4,7 @@ import { BatchParams, type CompiledRules, type Identity } from '../src/rules/ind
 import { useTestDatabase } from './support/db.ts';
 import { as, compile, visibilityQuery, visible } from './support/rules.ts';
 
-// Identities and claims are data (DESIGN §2 "Binding"): whatever a sender or a claim contains, it is
+// Identities and claims are data (docs/rules.md, "Binding"): whatever a sender or a claim contains, it is
 // bound as a value, never spliced into SQL, and a value that does not convert matches nothing.
 const db = useTestDatabase();
 

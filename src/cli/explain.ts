@@ -21,7 +21,7 @@ export function explainTable(rules: CompiledRules, table: string, identity: Iden
     }
     const row = Symbol(table);
     const predicate = rules.ruleSet(table, set, row, params);
-    // Visibility of the target itself also applies to update filters and deletes (DESIGN §2).
+    // Visibility of the target itself also applies to update filters and deletes (docs/rules.md).
     const query = sql`SELECT ${sql.identifier(row)}.* FROM ${sql.identifier(rules.schema, table)} AS ${sql.identifier(row)} WHERE ${predicate}`;
     const { text, values } = sql.compile(query);
     out.push(`-- ${title}`, `${text};`);

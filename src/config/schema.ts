@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-// The config file's shape (DESIGN §1). Input arrives as `unknown` and is
+// The config file's shape (docs/configuration.md). Input arrives as `unknown` and is
 // validated here once; everything downstream works with the parsed types.
 
 const ruleList = z.array(z.string().min(1, 'a rule cannot be empty')).min(1, 'give at least one rule');

@@ -74,7 +74,7 @@ function subscriptionError(err: unknown): Error {
 }
 
 /**
- * The live engine (DESIGN §4 live/): it keeps every subscription, groups them by operation shape,
+ * The live engine (live/ README): it keeps every subscription, groups them by operation shape,
  * and on each batch of committed changes re-evaluates only the shapes whose tables (including the
  * tables their rules read) changed, many subscribers per statement.
  */

@@ -39,7 +39,7 @@ export const IMAGE = Symbol('changed_row');
 
 /**
  * Evaluates `subs` of `shape` in statements of at most `batch` subscribers (limits.subscribersPerStatement,
- * default 1,000: DESIGN's bound is one statement per 1,000 affected subscribers). PostgreSQL hashes each
+ * default 1,000: the bound we set is one statement per 1,000 affected subscribers). PostgreSQL hashes each
  * result and sends it back only when it differs from what that subscriber last received, so an
  * unchanged result costs neither transfer nor a push.
  */

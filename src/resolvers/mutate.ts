@@ -9,7 +9,7 @@ import type { SelectedField } from './selection.ts';
 import { writeWhere } from './where.ts';
 
 /**
- * Mutations, checked against the write rules inside the caller's transaction (DESIGN §2 "Writes").
+ * Mutations, checked against the write rules inside the caller's transaction (docs/rules.md, "Writes").
  * Written rows are found again by the primary key `RETURNING` gave, never by ctid: a trigger that
  * writes the row once more (an AFTER trigger touching it) moves it to a new ctid, and a check
  * looking at the old one would see nothing and pass. Mutation rules need a primary key (compile.ts).

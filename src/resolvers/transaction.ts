@@ -10,7 +10,7 @@ class Rollback extends Error {
 }
 
 /**
- * One transaction per mutation operation (DESIGN §2): every root field of a mutation runs on the
+ * One transaction per mutation operation (docs/rules.md): every root field of a mutation runs on the
  * same connection inside BEGIN … COMMIT, and any error in any field rolls all of them back, so
  * a failed mutation leaves the database as it was.
  */

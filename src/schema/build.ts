@@ -55,7 +55,7 @@ interface TableRefs {
 }
 
 /**
- * The GraphQL schema of the API model, with Hasura's names and shapes (DESIGN §3), so frontends
+ * The GraphQL schema of the API model, with Hasura's names and shapes (docs/api.md), so frontends
  * and codegen written for Hasura work unchanged on the operations rowgate supports.
  */
 export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: LiveEngine | null = null): GraphQLSchema {

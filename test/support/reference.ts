@@ -5,7 +5,7 @@ import { as } from './rules.ts';
 
 // The differential reference of rules-differential.test.ts (also used by fuzz-rules.test.ts):
 // generated data for a small schema, rule sets over it, and a naive evaluation of rule texts that
-// never looks at the compiler. The reference follows the contract (DESIGN §2) literally: in
+// never looks at the compiler. The reference follows the contract (docs/rules.md) literally: in
 // dependency order it runs each rule's own SQL text, with the rule's parameters bound, in a
 // session where every ruled table read so far is shadowed by a temporary table of the same name
 // holding only the rows already found visible (temporary tables come first on the search path); a
@@ -214,7 +214,7 @@ export const RULE_SETS: RuleSetCase[] = [
 /** How the reference turns a caller's parameter into a bound value. */
 export type ParamValue = (identity: Identity, name: string) => string | null;
 
-/** Claims the rules compare with an integer; a value that is not an integer is NULL (DESIGN §2). */
+/** Claims the rules compare with an integer; a value that is not an integer is NULL (docs/rules.md). */
 const INT_CLAIMS = new Set(['team']);
 
 export function paramValue(identity: Identity, name: string): string | null {
