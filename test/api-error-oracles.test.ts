@@ -76,6 +76,7 @@ const PATHS: [string, string][] = [
   ['_by_pk children', 'query($w: doc_bool_exp) { grp_by_pk(id: 1) { docs(where: $w) { id } } }'],
   ['update where', 'mutation($w: doc_bool_exp!) { update_doc(where: $w, _set: {title: "x"}) { affected_rows } }'],
   ['delete where', 'mutation($w: doc_bool_exp!) { delete_doc(where: $w) { affected_rows } }'],
+  ['update_many where', 'mutation($w: doc_bool_exp!) { update_doc_many(updates: [{where: $w, _set: {title: "x"}}]) { affected_rows } }'],
 ];
 
 const answer = (res: { data?: unknown; errors?: { message: string; extensions?: Record<string, unknown> }[] | null }) =>

@@ -131,6 +131,29 @@ describe('update', () => {
     expect(res.errors?.[0]?.extensions?.['code']).toBe('GRAPHQL_VALIDATION_FAILED');
     expect((await notes()).every((n) => n.owner !== 'bob' || [3, 14].includes(n.id))).toBe(true);
   });
+  it('update_t_many runs its updates in order, each under the same rules', async () => {
+    const res = await api.gql('alice', `mutation { update_note_many(updates: [
+      {where: {id: {_eq: 1}}, _set: {stars: 5}},
+      {where: {stars: {_eq: 5}}, _inc: {stars: 1}},
+      {where: {id: {_eq: 3}}, _set: {body: "alice was here"}}
+    ]) { affected_rows returning { id stars } } }`);
+    expect(res).toEqual({ data: { update_note_many: [
+      { affected_rows: 1, returning: [{ id: 1, stars: 5 }] },
+      { affected_rows: 1, returning: [{ id: 1, stars: 6 }] },
+      // bob's note 3 is visible to alice (shared) but not hers to update (filter).
+      { affected_rows: 0, returning: [] },
+    ] } });
+    expect((await notes()).find((n) => n.id === 3)?.body).toBe('bob on two');
+  });
+  it('update_t_many: a check failing in a later update rolls back the earlier ones', async () => {
+    const before = await notes();
+    const res = await api.gql('alice', `mutation { update_note_many(updates: [
+      {where: {id: {_eq: 1}}, _set: {stars: 50}},
+      {where: {id: {_eq: 2}}, _set: {body: "a body much longer than twenty characters"}}
+    ]) { affected_rows } }`);
+    expect(res.errors?.[0]?.extensions?.['code']).toBe('FORBIDDEN');
+    expect(await notes()).toEqual(before);
+  });
 });
 
 describe('delete', () => {

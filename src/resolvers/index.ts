@@ -33,6 +33,7 @@ export interface Resolvers {
   insertOne(table: string): Resolver;
   update(table: string): Resolver;
   updateByPk(table: string): Resolver;
+  updateMany(table: string): Resolver;
   delete(table: string): Resolver;
   deleteByPk(table: string): Resolver;
   /** A root function (`functions`): its rows as a list, or their aggregate. */
@@ -108,6 +109,17 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
         const scope = scopeFor(api, ctx.caller);
         const where = writeWhere(scope, model, args['where'] as Record<string, unknown>);
         return response(field, await updateRows(tx, scope, ctx.caller, model, where, args['_set'] as Record<string, unknown>, args['_inc'] as Record<string, unknown>, returningOf(field)));
+      }),
+    updateMany: (table) =>
+      mutation(table, async (tx, model, field, ctx, args) => {
+        const scope = scopeFor(api, ctx.caller);
+        const out: Record<string, unknown>[] = [];
+        // In order: a later update sees what an earlier one wrote, as in Hasura.
+        for (const u of args['updates'] as Record<string, unknown>[]) {
+          const where = writeWhere(scope, model, u['where'] as Record<string, unknown>);
+          out.push(response(field, await updateRows(tx, scope, ctx.caller, model, where, u['_set'] as Record<string, unknown>, u['_inc'] as Record<string, unknown>, returningOf(field))));
+        }
+        return out;
       }),
     updateByPk: (table) =>
       mutation(table, async (tx, model, field, ctx, args) => {

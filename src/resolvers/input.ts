@@ -132,6 +132,7 @@ function textOf(value: unknown): string {
 /** Every value in a selection (its `where`, its relationships' fields' `where`s) that only PostgreSQL can check. */
 export function uncheckedInputs(api: ApiModel, model: TableModel, field: SelectedField, out: UncheckedInput[] = []): UncheckedInput[] {
   whereInputs(api, model, field.args['where'], out);
+  for (const u of (field.args['updates'] as Record<string, unknown>[] | undefined) ?? []) whereInputs(api, model, u?.['where'], out);
   whereInputs(api, model, (field.args['on_conflict'] as Record<string, unknown> | null | undefined)?.['where'], out);
   for (const child of field.children) {
     const rel = model.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);

@@ -396,6 +396,17 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
               args: { where: f.arg({ type: r.boolExp, required: true }), _set: f.arg({ type: r.setInput }), ...inc },
               resolve: resolvers.update(m.name),
             });
+            // Hasura's update_t_many: several (where, _set, _inc) updates, in order, in one transaction.
+            const updates = builder.inputType(`${m.name}_updates`, {
+              fields: (t: AnyRef) => ({ where: t.field({ type: r.boolExp, required: true, description: 'filter the rows which have to be updated' }), _set: t.field({ type: r.setInput }), ...(r.incInput ? { _inc: t.field({ type: r.incInput }) } : {}) }),
+            });
+            fields[`update_${m.name}_many`] = f.field({
+              type: [r.mutationResponse],
+              nullable: { list: true, items: true },
+              description: `update multiples rows of table: "${m.name}"`,
+              args: { updates: f.arg({ type: [updates], required: { list: true, items: true } }) },
+              resolve: resolvers.updateMany(m.name),
+            });
             if (r.pkInput) {
               fields[`update_${m.name}_by_pk`] = f.field({
                 type: r.object,
