@@ -141,6 +141,24 @@ describe('distinct_on', () => {
   });
 });
 
+describe('json columns take a path', () => {
+  it('selects the value at the path, null where a row has none', async () => {
+    const res = await api.gql('bob', '{ doc(order_by: {id: asc}, limit: 3) { id k: meta(path: "$.k") tag: meta(path: "tags[0]") q: meta(path: "$[\\"k\\"]") all: meta } }');
+    expect(res.errors).toBeUndefined();
+    expect(res.data).toEqual({ doc: [
+      { id: 1, k: 1, tag: 'a', q: 1, all: { k: 1, tags: ['a'] } },
+      { id: 2, k: 2, tag: null, q: 2, all: { k: 2 } },
+      { id: 3, k: null, tag: null, q: null, all: { x: null } },
+    ] });
+  });
+  it('a malformed path is BAD_USER_INPUT whatever the rows hold', async () => {
+    for (const path of ['$.', 'a[x]', '$a', '["open']) {
+      const res = await api.gql('bob', `{ doc(where: {id: {_eq: 1000}}) { meta(path: ${JSON.stringify(path)}) } }`);
+      expect(res.errors?.[0]?.extensions?.['code'], path).toBe('BAD_USER_INPUT');
+    }
+  });
+});
+
 describe('graphql.rootTypeNames: "hasura"', () => {
   let hasura: TestGateway;
   beforeAll(async () => {

@@ -2,6 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { and, type Alias } from '../rules/index.ts';
 import { AGGREGATE_BY_NAME } from '../schema/aggregates.ts';
 import type { ComputedField, Relationship, TableModel } from '../schema/model.ts';
+import { jsonPath } from './json-path.ts';
 import { orderTerms } from './order.ts';
 import { badInput, fenced, joinCondition, needsFence, pkMatch, readableColumn, tableModel, tableRef, visible, visibleRowSource, visibleRows, type Scope } from './scope.ts';
 import type { SelectedField } from './selection.ts';
@@ -31,6 +32,7 @@ export function rowJson(scope: Scope, model: TableModel, alias: Alias, fields: S
 
 function fieldSql(scope: Scope, model: TableModel, alias: Alias, f: SelectedField): SQL {
   const col = model.readable.find((c) => c.name === f.name);
+  if (col && f.args['path'] !== undefined && f.args['path'] !== null) return sql`(${sql.identifier(alias, col.name)} #> ${scope.binder.textArray(jsonPath(f.args['path'], `${model.name}.${col.name}`))})`;
   if (col) return col.scalar.asText ? sql`${sql.identifier(alias, col.name)}::text${col.scalar.list ? sql`[]` : sql.blank}` : sql.identifier(alias, col.name);
   const computed = model.computed.find((c) => c.name === f.name);
   if (computed) return computedSql(scope, model, alias, computed);

@@ -182,7 +182,12 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
       description: `columns and relationships of "${t}"`,
       fields: (f: AnyRef) => {
         const fields: Record<string, unknown> = {};
-        for (const c of cols) fields[c.name] = f.field({ type: colType(c), nullable: colNullable(c), resolve: fromParent });
+        // json/jsonb columns take Hasura's `path` argument: the value at that path, or null.
+        const json = (c: ColumnModel) => !c.scalar.list && (c.scalar.name === 'json' || c.scalar.name === 'jsonb');
+        for (const c of cols) {
+          const args = json(c) ? { path: f.arg.string({ description: 'JSON select path' }) } : {};
+          fields[c.name] = f.field({ type: colType(c), nullable: json(c) ? true : colNullable(c), args, resolve: fromParent });
+        }
         for (const c of m.computed.filter((x) => VALID_NAME.test(x.name))) {
           fields[c.name] = f.field({ type: c.scalar.list ? [c.scalar.name] : c.scalar.name, nullable: c.scalar.list ? { list: true, items: true } : true, description: `computed by ${c.fn.name}()`, resolve: fromParent });
         }
