@@ -33,6 +33,9 @@ const tableSchema = z
       .optional(),
     delete: oneOrMany.optional(),
     relationships: z.record(z.string(), z.string()).optional(),
+    // A view's key (a view has no PRIMARY KEY): the columns that identify its rows, which give it
+    // `_by_pk` and let it have write rules (auto-updatable views). Must be unique; not checked.
+    primaryKey: z.array(z.string()).min(1, 'list at least one column').optional(),
     // Columns a caller may read (Hasura's select permission columns); unlisted ones exist only for
     // rules and writes. Default: every column.
     selectColumns: z.array(z.string()).min(1, 'list at least one column').optional(),

@@ -150,7 +150,10 @@ export function insertSql(scope: Scope, caller: Caller, model: TableModel, objec
   const values = cols.length ? sql`VALUES ${sql.join(rows, ', ')}` : sql`DEFAULT VALUES`;
   if (!cols.length && objects.length > 1) throw badInput('several objects with no columns cannot be inserted at once');
   const conflict = onConflict ? conflictSql(scope, caller, model, alias, onConflict) : sql.blank;
-  return sql`INSERT INTO ${target} ${columnList} ${values}${conflict} RETURNING ${returnedKey(model, alias)}, (${sql.identifier(alias, 'xmax')} = 0) AS inserted`;
+  // xmax tells an upsert's inserted rows from its updated ones; a view has no system columns, and
+  // no constraint to conflict on, so each row it returns was inserted.
+  const inserted = model.table.kind === 'view' ? sql`true` : sql`(${sql.identifier(alias, 'xmax')} = 0)`;
+  return sql`INSERT INTO ${target} ${columnList} ${values}${conflict} RETURNING ${returnedKey(model, alias)}, ${inserted} AS inserted`;
 }
 
 /**

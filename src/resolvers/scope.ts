@@ -62,7 +62,9 @@ export function visibleRows(scope: Scope, model: TableModel, alias: Alias, filte
   const rules = model.policy.select;
   const params = scope.params;
   const key = model.primaryKey;
-  if (!params || rules === 'public' || rules.length < 2 || key.length === 0) return and([visible(scope, model.name, alias), filter(alias)]);
+  // Only a real PRIMARY KEY: a view's declared key is not known to be unique, and a row sharing a
+  // key with a visible row would be let through.
+  if (!params || rules === 'public' || rules.length < 2 || model.table.primaryKey.length === 0) return and([visible(scope, model.name, alias), filter(alias)]);
   const union = keysFound(scope, model, rules, params, filter);
   const columns = sql.join(key.map((k) => sql.identifier(alias, k.name)), ', ');
   if (scope.perSubscriber && key.length === 1) return sql`${columns} = ANY(ARRAY(${union}))`;
@@ -103,7 +105,7 @@ function rowIndependent(rule: AnalyzedRule): boolean {
 export function visibleRowSource(scope: Scope, model: TableModel, filter: (alias: Alias) => SQL, paging: (alias: Alias) => SQL): SQL | null {
   const rules = model.policy.select;
   const params = scope.params;
-  if (!scope.perSubscriber || !params || rules === 'public' || model.primaryKey.length !== 1) return null;
+  if (!scope.perSubscriber || !params || rules === 'public' || model.table.primaryKey.length !== 1) return null;
   const independent: CompiledRule[] = [];
   const dependent: CompiledRule[] = [];
   for (const r of rules) (rowIndependent(r.rule) ? independent : dependent).push(r);

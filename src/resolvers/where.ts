@@ -3,7 +3,7 @@ import { and, or, typeSql, type Alias } from '../rules/index.ts';
 import type { ColumnModel, TableModel } from '../schema/model.ts';
 import { castsToString, OPERATOR_BY_NAME, STRING_SCALAR, type Operator } from '../schema/operators.ts';
 import { checkedValue, jsonOperand, likePattern, textOperand } from './input.ts';
-import { badInput, bindValue, fenced, joinCondition, needsFence, tableModel, tableRef, toText, visible, type Scope } from './scope.ts';
+import { badInput, bindValue, fenced, joinCondition, needsFence, tableModel, tableRef, toText, visible, visibleAnd, type Scope } from './scope.ts';
 
 type BoolExp = Record<string, unknown>;
 
@@ -47,6 +47,9 @@ export function whereSql(scope: Scope, model: TableModel, alias: Alias, exp: Boo
 export function writeWhere(scope: Scope, model: TableModel, exp: BoolExp | null | undefined): (alias: Alias) => SQL {
   return (alias) => {
     if (!needsFence(scope, model, exp)) return whereSql(scope, model, alias, exp);
+    // A view's declared key may not be unique: naming rows by it could reach a hidden row that
+    // shares a visible one's key. The filter is tested on the row itself, after its visibility.
+    if (model.table.primaryKey.length === 0) return visibleAnd(visible(scope, model.name, alias), whereSql(scope, model, alias, exp));
     const row = Symbol(model.name);
     const rows = fenced(scope, model, exp, sql`${tableRef(scope, model.name)} AS ${sql.identifier(row)}`, row, visible(scope, model.name, row));
     const keys = (a: Alias) => sql.join(model.primaryKey.map((k) => sql.identifier(a, k.name)), ', ');

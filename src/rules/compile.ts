@@ -165,10 +165,15 @@ export function compileRules(config: Pick<Config, 'tables' | 'database'> & Parti
       problems.push(tableProblem(`tables.${table} has no "select"`, `A listed table is exposed, so say who sees its rows: "select": ["SELECT * FROM ${table} WHERE …"] or "select": "public". Unlisted tables stay private.`));
       continue;
     }
+    if (tc.primaryKey) {
+      if (info.kind !== 'view') problems.push(tableProblem(`tables.${table}.primaryKey: "${table}" is a table; its key is its PRIMARY KEY`, 'Only a view takes a declared primaryKey. Remove it, or ALTER TABLE … ADD PRIMARY KEY.'));
+      for (const c of tc.primaryKey.filter((c) => !info.columns.some((x) => x.name === c)))
+        problems.push(tableProblem(`tables.${table}.primaryKey: view "${table}" has no column "${c}"`, `Its columns: ${info.columns.map((x) => x.name).join(', ')}.`));
+    }
     // Rows a mutation wrote are found again by key to test the check rules (a trigger may move them).
-    if ((tc.insert || tc.update || tc.delete) && info.primaryKey.length === 0) {
+    if ((tc.insert || tc.update || tc.delete) && info.primaryKey.length === 0 && !(info.kind === 'view' && tc.primaryKey)) {
       const what = (['insert', 'update', 'delete'] as const).filter((k) => tc[k]).map((k) => `"${k}"`).join(' or ');
-      problems.push(tableProblem(`tables.${table}: ${info.kind === 'view' ? 'view' : 'table'} "${table}" has no primary key, so it cannot have ${what} rules`, `Rows a mutation writes are found again by primary key to test the check rules and build returning. Add a PRIMARY KEY to ${table}, or remove its ${what}.`));
+      problems.push(tableProblem(`tables.${table}: ${info.kind === 'view' ? 'view' : 'table'} "${table}" has no primary key, so it cannot have ${what} rules`, `Rows a mutation writes are found again by primary key to test the check rules and build returning. ${info.kind === 'view' ? `Declare the view's key ("primaryKey": ["id"]) if it is auto-updatable` : `Add a PRIMARY KEY to ${table}`}, or remove its ${what}.`));
     }
     const columnsOf = new Set(info.columns.map((c) => c.name));
     checkColumns(problems, table, tc, columnsOf);

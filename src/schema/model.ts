@@ -92,7 +92,8 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
       columns,
       readable,
       selectLimit: tc?.selectLimit ?? null,
-      primaryKey: table.primaryKey.map((k) => columns.find((c) => c.name === k)!),
+      // A view's declared key (checked in compile.ts) stands for the PRIMARY KEY it cannot have.
+      primaryKey: (table.kind === 'view' && tc?.primaryKey ? tc.primaryKey : table.primaryKey).map((k) => columns.find((c) => c.name === k)!),
       relationships: [],
       // Checked when the rules compiled (compile.ts): every entry names a usable function.
       computed: Object.entries(tc?.computedFields ?? {}).flatMap(([name, spec]) => {
