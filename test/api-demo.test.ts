@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { buildClientSchema, getIntrospectionQuery, parse, validate, type IntrospectionQuery } from 'graphql';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_QUERY } from '../src/cli/demo.ts';
 import { useTestDatabase } from './support/db.ts';
 import { startGateway, type TestGateway } from './support/gateway.ts';
 
@@ -20,6 +21,14 @@ async function data(who: string, query: string, variables?: Record<string, unkno
   expect(res.errors).toBeUndefined();
   return res.data!;
 }
+
+describe('the demo', () => {
+  it("GraphiQL's opening query answers for alice, whose token it opens with", async () => {
+    const d = await data('alice', DEFAULT_QUERY);
+    expect(d['account']).toEqual([{ name: expect.any(String), players: [{ level: expect.any(Number) }] }]);
+    expect((d['document'] as unknown[]).length).toBeGreaterThan(0);
+  });
+});
 
 describe('the demo, for three identities', () => {
   it.each([

@@ -35,11 +35,23 @@ describe('routes', async () => {
     }
   });
 
-  it('serves GraphiQL to a browser', async () => {
+  it('serves GraphiQL to a browser, with every asset in the page (no CDN: it works offline)', async () => {
     const res = await fetch(gw.url, { headers: { accept: 'text/html' } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
-    expect((await res.text()).toLowerCase()).toContain('graphiql');
+    const html = await res.text();
+    expect(html).toContain('YogaGraphiQL.renderYogaGraphiQL(');
+    // Nothing loaded from elsewhere: no script or stylesheet with a URL.
+    expect(html).not.toMatch(/<script[^>]+src=/i);
+    expect(html).not.toMatch(/<link[^>]+rel="stylesheet"[^>]+href="https?:/i);
+    expect(html).not.toContain('unpkg.com');
+  });
+
+  it('opens GraphiQL with the headers and query it is given (the demo pre-fills a token)', async () => {
+    const tiny = await startTiny({}, { graphiql: { headers: '{"Authorization": "Bearer demo-token"}', defaultQuery: '# where the tokens are\n{ whoami }' } });
+    const html = await (await fetch(tiny.url, { headers: { accept: 'text/html' } })).text();
+    expect(html).toContain(JSON.stringify('{"Authorization": "Bearer demo-token"}'));
+    expect(html).toContain('where the tokens are');
   });
 
   it('runs queries over GET and POST', async () => {

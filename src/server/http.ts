@@ -36,6 +36,8 @@ export interface GatewayOptions {
   shutdownGraceMs?: number;
   /** Told about every WebSocket closed (1013) because its client read too slowly; defaults to stderr. */
   onSlowSocket?: (info: SlowSocket) => void;
+  /** What GraphiQL opens with (the demo pre-fills a token in the Headers tab). */
+  graphiql?: { headers?: string; defaultQuery?: string };
 }
 
 /** Open long-lived connections, for benchmarks and monitoring. */
@@ -76,7 +78,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     landingPage: false,
-    graphiql: { title: 'rowgate' },
+    graphiql: { title: 'rowgate', ...options.graphiql },
+    // GraphiQL from the installed package, with its assets inlined: yoga's default page loads them
+    // from a CDN and is blank without internet. Imported on the first page view only (~9 MB).
+    renderGraphiQL: async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
     // Keep yoga's own logging quiet; internal errors are reported by maskError.
     logging: false,
     maskedErrors: { maskError },

@@ -7,7 +7,7 @@ import { installCapture, startChangeFeed } from '../db/changes/index.ts';
 import type { Database } from '../db/index.ts';
 import type { Config } from '../config/index.ts';
 import { createAuthenticator } from './auth.ts';
-import { createGateway } from './http.ts';
+import { createGateway, type GatewayOptions } from './http.ts';
 import { signToken } from './token.ts';
 
 export const DEFAULT_PORT = 4000;
@@ -22,6 +22,8 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Runs on the open database before the catalog is read (the demo creates its tables here). */
   prepare?: (db: Database, config: Config) => Promise<void>;
+  /** What GraphiQL opens with (the demo pre-fills a token). */
+  graphiql?: (config: Config) => Promise<GatewayOptions['graphiql']>;
   /** Runs once the gateway listens (the demo prints tokens here). */
   onListening?: (url: string, config: Config) => Promise<void>;
 }
@@ -52,7 +54,8 @@ export async function serve(options: ServeOptions): Promise<number> {
     await installCapture(db.sql, config.database.schema, tables);
     const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
     const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
-    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()] });
+    const graphiql = await options.graphiql?.(config);
+    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
     try {
       const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
       log(`rowgate: serving ${url}`);

@@ -93,7 +93,7 @@ export interface GraphQLBody {
  */
 export async function startTiny(
   config: Record<string, unknown> = {},
-  options: { sql?: Sql; databaseUrl?: string; readiness?: GatewayOptions['readiness'] } = {},
+  options: { sql?: Sql; databaseUrl?: string; readiness?: GatewayOptions['readiness']; graphiql?: GatewayOptions['graphiql'] } = {},
 ): Promise<TinyGateway> {
   const auth = (config['auth'] ?? {}) as Record<string, unknown>;
   const jwt = (auth['jwt'] ?? {}) as Record<string, unknown>;
@@ -110,6 +110,7 @@ export async function startTiny(
     authenticator: createAuthenticator(parsed.auth),
     logInternalError: (err) => internalErrors.push(err),
     ...(options.readiness ? { readiness: options.readiness } : {}),
+    ...(options.graphiql ? { graphiql: options.graphiql } : {}),
   });
   const { url } = await gateway.listen(0);
   afterAll(async () => {
