@@ -51,6 +51,8 @@ const tableSchema = z
 
 export const configSchema = z
   .object({
+    // Editors read the JSON Schema named here (rowgate.config.schema.json) for completion.
+    $schema: z.string().optional(),
     database: z
       .object({
         url: z.string().nullable().default(null),
