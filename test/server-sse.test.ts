@@ -90,6 +90,20 @@ describe('SSE transport', () => {
     expect(gw.internalErrors.length).toBeGreaterThan(before);
   });
 
+  it('ends the stream with UNAUTHENTICATED when its token expires, releasing the subscription', async () => {
+    // `expires` in seconds from now: exp is one to two seconds ahead.
+    const token = await gw.token('alice', 2);
+    const { exp } = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number };
+    const returned = gw.probe.returned;
+    const stream = await sse(gw.url, { query: COUNTDOWN, variables: { from: 1_000_000 } }, { authorization: `Bearer ${token}` });
+    const { next, events } = await within(readAll(stream), 6_000, 'the stream to end at expiry');
+    expect(Date.now()).toBeGreaterThanOrEqual(exp * 1000);
+    expect(next.length).toBeGreaterThan(1);
+    expect(JSON.stringify(next.at(-1))).toMatch(/token expired.*"code":"UNAUTHENTICATED"/);
+    expect(events.at(-1)?.event).toBe('complete');
+    await within(gw.probe.until(() => gw.probe.returned > returned), WAIT, "the generator's return()");
+  });
+
   it("ends the subscription (calls the iterator's return()) when the client goes away", async () => {
     const returned = gw.probe.returned;
     const stream = await sse(gw.url, { query: COUNTDOWN, variables: { from: 1_000_000 } }, auth);

@@ -112,6 +112,9 @@ export const configSchema = z
         // "hasura": the root types are named query_root, mutation_root and subscription_root, as in
         // Hasura, for clients and codegen configs migrated from it; "standard": Query, Mutation, Subscription.
         rootTypeNames: z.enum(['standard', 'hasura']).default('standard'),
+        // "hasura": extensions.code carries Hasura's error class (invalid-jwt, permission-error,
+        // validation-failed, constraint-violation, unexpected) and rowgate's code is in rowgate_code.
+        errorCodes: z.enum(['rowgate', 'hasura']).default('rowgate'),
       })
       .strict()
       .prefault({}),

@@ -9,6 +9,8 @@ import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
 import { createMaskError, logInternalError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
 import { createWebSocketTransport, type SlowSocket } from './ws.ts';
+import { hasuraErrorCodes, useHasuraErrorCodes } from './hasura-codes.ts';
+import { useSessionExpiry } from './expiry.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -91,7 +93,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       return origin ? { origin: [origin], credentials: true } : {};
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors.
-    plugins: [useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
+    plugins: [...(config.graphql.errorCodes === 'hasura' ? [useHasuraErrorCodes()] : []), useCaller(authenticator), useSessionExpiry(), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
   });
 
   const ready = readiness(sql, options.readiness ?? []);
@@ -106,6 +108,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxBufferedBytes: config.limits.maxSocketBufferBytes,
     ...(options.onSlowSocket ? { onSlowSocket: options.onSlowSocket } : {}),
     maskError,
+    ...(config.graphql.errorCodes === 'hasura' ? { mapErrors: hasuraErrorCodes } : {}),
     logInternalError: options.logInternalError ?? logInternalError,
     path: GRAPHQL_PATH,
   });

@@ -33,9 +33,14 @@ export function useCaller(authenticator: Authenticator): Plugin<GraphQLContext> 
     async onContextBuilding({ context, extendContext }) {
       const ctx = context as Partial<GraphQLContext> & { request?: Request; connectionParams?: Record<string, unknown> };
       if (ctx.caller) return;
+      if (ctx.request) {
+        // The token's expiry ends an HTTP subscription (expiry.ts).
+        const session = await authenticator.sessionFromRequest(ctx.request.headers);
+        extendContext({ caller: session.caller, sessionExpiresAt: session.expiresAt });
+        return;
+      }
       let caller: Caller;
-      if (ctx.request) caller = await authenticator.fromRequest(ctx.request.headers);
-      else if (ctx.connectionParams !== undefined) caller = await authenticator.fromConnectionParams(ctx.connectionParams);
+      if (ctx.connectionParams !== undefined) caller = await authenticator.fromConnectionParams(ctx.connectionParams);
       else throw unauthenticated('no credentials reached the gateway');
       extendContext({ caller });
     },

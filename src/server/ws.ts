@@ -62,6 +62,8 @@ export interface WebSocketTransportOptions {
   maxBufferedBytes?: number;
   /** Told about every socket closed for reading too slowly (default: one line on stderr). */
   onSlowSocket?: (info: SlowSocket) => void;
+  /** Rewrites each outgoing result's errors in place (`graphql.errorCodes: "hasura"`). */
+  mapErrors?: (result: { errors?: readonly GraphQLFormattedError[] }) => void;
 }
 
 export interface WebSocketStats {
@@ -222,9 +224,17 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     subscribe: (args) => envelopeOf(args).subscribe(args) as OperationResult,
 
     // Results from yoga's execute/subscribe are masked already; only the HTTP-only extension goes.
-    onNext: (_ctx, _id, _payload, _args, result) => formatResult(result),
+    onNext: (_ctx, _id, _payload, _args, result) => {
+      const formatted = formatResult(result);
+      options.mapErrors?.(formatted);
+      return formatted;
+    },
     // Errors from onSubscribe (parse, validation, limits) and from a stream that threw.
-    onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatError(maskError(error, INTERNAL_ERROR_MESSAGE))),
+    onError: (_ctx, _id, _payload, errors) => {
+      const formatted = errors.map((error) => formatError(maskError(error, INTERNAL_ERROR_MESSAGE)));
+      options.mapErrors?.({ errors: formatted });
+      return formatted;
+    },
     onComplete: (ctx, id) => forget(ctx.extra, id),
   });
 
