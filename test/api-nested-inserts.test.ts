@@ -77,6 +77,11 @@ describe('nesting links rows', () => {
     expect(linked.map((r) => ({ ...r }))).toEqual([{ title: 'b1', tags: 2 }, { title: 'b2', tags: 0 }]);
   });
 
+  it('a relationship given as null nests nothing', async () => {
+    const res = await api.gql('alice', 'mutation { insert_author(objects: [{name: "alice-n", articles: null}, {name: "alice-m"}]) { affected_rows returning { name } } }');
+    expect(res).toEqual({ data: { insert_author: { affected_rows: 2, returning: [{ name: 'alice-n' }, { name: 'alice-m' }] } } });
+  });
+
   it('an upsert of a row the caller may update links to it', async () => {
     const res = await api.gql('alice', 'mutation { insert_article_one(object: {title: "a2", author: {data: {name: "alice-a"}, on_conflict: {constraint: author_name_key, update_columns: [name]}}}) { author { name } } }');
     expect(res).toEqual({ data: { insert_article_one: { author: { name: 'alice-a' } } } });

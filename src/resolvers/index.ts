@@ -7,7 +7,7 @@ import type { ApiModel, RootFunction, TableModel } from '../schema/model.ts';
 import { checkTotalRows } from './cost.ts';
 import { mapDatabaseError } from './errors.ts';
 import { deleteRows, updateRows, type MutationResult } from './mutate.ts';
-import { insertObjects } from './nested-insert.ts';
+import { insertObjects } from './insert.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
 import { bindValue, pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
 import { rootField, type SelectedField } from './selection.ts';

@@ -104,26 +104,6 @@ export function insertPolicy(model: TableModel): NonNullable<TableModel['policy'
   return policy;
 }
 
-export async function insertRows(
-  db: Sql,
-  scope: Scope,
-  caller: Caller,
-  model: TableModel,
-  objects: Record<string, unknown>[],
-  onConflict: Record<string, unknown> | null | undefined,
-  returningFields: SelectedField[],
-): Promise<MutationResult> {
-  const policy = insertPolicy(model);
-  if (objects.length === 0) return { affected_rows: 0, returning: [] };
-  const written = await runSql<Record<string, unknown> & { inserted: boolean }>(db, insertSql(scope, caller, model, objects, onConflict));
-  const inserted = written.filter((w) => w.inserted).map((w) => keyOf(model, w));
-  const updated = written.filter((w) => !w.inserted).map((w) => keyOf(model, w));
-  await enforce(db, scope, model, policy.check, inserted, 'insert');
-  await enforce(db, scope, model, model.policy.update?.check ?? null, updated, 'update');
-  const keys = written.map((w) => keyOf(model, w));
-  return { affected_rows: keys.length, returning: await returning(db, scope, model, keys, returningFields) };
-}
-
 /**
  * Column values a nested insert sets (docs/hasura.md, "Nested inserts"): the foreign key columns of
  * a row linked to the row inserted before it, each in the text form `RETURNING` gave.
