@@ -175,7 +175,7 @@ describe('depth', () => {
 });
 
 describe('SQL', () => {
-  it('a linked column is a bound parameter cast to its type, outside the allowlist', async () => {
+  it('a linked column is a bound parameter cast to its type, outside the allowlist, never over a preset', async () => {
     const config = parseConfig({ auth: { jwt: { secret: 'x'.repeat(32) } }, tables: TABLES }, {});
     const model = buildModel(config, await db.catalog(), await compile(db, TABLES));
     const caller = { admin: false, identity: as('alice') };
@@ -183,5 +183,7 @@ describe('SQL', () => {
     expect(text).toMatchSnapshot();
     expect(values).toContain('42');
     expect(text).not.toContain('42');
+    // The schema never offers such a link (review's foreign key is preset); the statement refuses it too.
+    expect(() => insertSql(scopeFor(model, caller), caller, model.tables.get('review')!, [{ body: 'x' }], null, [{ author_id: '42' }])).toThrow(/set by the insert rules/);
   });
 });
