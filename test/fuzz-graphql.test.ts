@@ -272,6 +272,8 @@ function build(r: Rng, mutation: boolean): Op {
       if (!required && !r.chance(depth === 0 ? 0.6 : 0.3)) continue;
       let value: unknown;
       if (a.name === 'limit' || a.name === 'offset') value = r.pick<unknown>([0, 1, 2, 3, 49, 50, 51, 1000, 2147483647, -1, -2147483648, null]);
+      // A json column's path: mostly well-formed (so answers carry rows), sometimes not.
+      else if (a.name === 'path') value = r.chance(0.8) ? r.pick(['$.k', 'k', '$.a.b', 'tags[0]', '$["x y"]', '$[1]']) : inputValue({ ...ctx, depth: 0 }, a.type);
       else value = inputValue({ ...ctx, depth: 0 }, a.type);
       if (r.chance(0.5)) {
         const name = `v${n++}`;

@@ -6,7 +6,8 @@ import type { GraphQLContext } from '../schema/context.ts';
 import type { ApiModel, RootFunction, TableModel } from '../schema/model.ts';
 import { checkTotalRows } from './cost.ts';
 import { mapDatabaseError } from './errors.ts';
-import { deleteRows, insertRows, updateRows, type MutationResult } from './mutate.ts';
+import { deleteRows, updateRows, type MutationResult } from './mutate.ts';
+import { insertObjects } from './insert.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
 import { bindValue, pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
 import { rootField, type SelectedField } from './selection.ts';
@@ -97,11 +98,11 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
     byPk: (table) => query(table, (model, field, ctx) => byPkSql(scopeFor(api, ctx.caller), model, field)),
     insert: (table) =>
       mutation(table, async (tx, model, field, ctx, args) =>
-        response(field, await insertRows(tx, scopeFor(api, ctx.caller), ctx.caller, model, args['objects'] as Record<string, unknown>[], args['on_conflict'] as Record<string, unknown> | undefined, returningOf(field))),
+        response(field, await insertObjects(tx, scopeFor(api, ctx.caller), ctx.caller, model, args['objects'] as Record<string, unknown>[], args['on_conflict'] as Record<string, unknown> | undefined, returningOf(field))),
       ),
     insertOne: (table) =>
       mutation(table, async (tx, model, field, ctx, args) => {
-        const result = await insertRows(tx, scopeFor(api, ctx.caller), ctx.caller, model, [args['object'] as Record<string, unknown>], args['on_conflict'] as Record<string, unknown> | undefined, field.children);
+        const result = await insertObjects(tx, scopeFor(api, ctx.caller), ctx.caller, model, [args['object'] as Record<string, unknown>], args['on_conflict'] as Record<string, unknown> | undefined, field.children);
         return result.returning[0] ?? null;
       }),
     update: (table) =>

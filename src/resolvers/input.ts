@@ -124,16 +124,31 @@ function whereInputs(api: ApiModel, model: TableModel, exp: unknown, out: Unchec
   }
 }
 
+/** The `on_conflict.where`s of an insert's nested objects, at any depth. */
+function insertInputs(api: ApiModel, model: TableModel, objects: unknown, out: UncheckedInput[]): void {
+  for (const object of Array.isArray(objects) ? objects : [objects]) {
+    if (!object || typeof object !== 'object') continue;
+    for (const rel of model.relationships) {
+      const nested = (object as Record<string, unknown>)[rel.name] as { data?: unknown; on_conflict?: { where?: unknown } | null } | null | undefined;
+      const target = api.tables.get(rel.target);
+      if (!nested || !target) continue;
+      whereInputs(api, target, nested.on_conflict?.where, out);
+      insertInputs(api, target, nested.data, out);
+    }
+  }
+}
+
 function textOf(value: unknown): string {
   if (Array.isArray(value)) return `{${value.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/(["\\])/g, '\\$1')}"`)).join(',')}}`;
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
-/** Every value in a selection (its `where`, its relationships' fields' `where`s) that only PostgreSQL can check. */
+/** Every value in a selection (its `where`s, its nested inserts', its relationships' fields') that only PostgreSQL can check. */
 export function uncheckedInputs(api: ApiModel, model: TableModel, field: SelectedField, out: UncheckedInput[] = []): UncheckedInput[] {
   whereInputs(api, model, field.args['where'], out);
   for (const u of (field.args['updates'] as Record<string, unknown>[] | undefined) ?? []) whereInputs(api, model, u?.['where'], out);
   whereInputs(api, model, (field.args['on_conflict'] as Record<string, unknown> | null | undefined)?.['where'], out);
+  insertInputs(api, model, field.args['objects'] ?? field.args['object'], out);
   for (const child of field.children) {
     const rel = model.relationships.find((r) => r.name === child.name || `${r.name}_aggregate` === child.name);
     const target = rel ? api.tables.get(rel.target) : undefined;

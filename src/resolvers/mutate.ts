@@ -15,7 +15,7 @@ import { writeWhere } from './where.ts';
  * looking at the old one would see nothing and pass. Mutation rules need a primary key (compile.ts).
  */
 
-function forbidden(message: string): GraphQLError {
+export function forbidden(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
 }
 
@@ -26,7 +26,7 @@ function rulesSql(scope: Scope, model: TableModel, set: RuleSet | null, alias: A
 }
 
 /** One written row's primary key, each column in its text form, in `model.primaryKey` order. */
-type Key = string[];
+export type Key = string[];
 
 /** `RETURNING` list naming the written row's key: `alias.k::text AS k0, …`. */
 function returnedKey(model: TableModel, alias: Alias): SQL {
@@ -34,7 +34,7 @@ function returnedKey(model: TableModel, alias: Alias): SQL {
   return sql.join(model.primaryKey.map((k, i) => sql`${sql.identifier(alias, k.name)}::text AS ${sql.identifier(`k${i}`)}`), ', ');
 }
 
-function keyOf(model: TableModel, row: Record<string, unknown>): Key {
+export function keyOf(model: TableModel, row: Record<string, unknown>): Key {
   return model.primaryKey.map((_, i) => row[`k${i}`] as string);
 }
 
@@ -59,7 +59,7 @@ function writtenKeys(scope: Scope, model: TableModel, keys: Key[], alias: Alias)
  * Fails the whole mutation when a written row does not satisfy `check` (NULL counts as a failure),
  * or cannot be found again by its key (a trigger changed the key: nothing can be said of the row).
  */
-async function enforce(db: Sql, scope: Scope, model: TableModel, set: RuleSet | null, keys: Key[], what: string): Promise<void> {
+export async function enforce(db: Sql, scope: Scope, model: TableModel, set: RuleSet | null, keys: Key[], what: string): Promise<void> {
   if (!scope.params || set === null || set === 'public' || keys.length === 0) return;
   const alias = Symbol(model.name);
   const written = writtenKeys(scope, model, keys, alias);
@@ -71,7 +71,7 @@ async function enforce(db: Sql, scope: Scope, model: TableModel, set: RuleSet | 
 }
 
 /** The JSON of the written rows the caller can see after the write, in write order. */
-async function returning(db: Sql, scope: Scope, model: TableModel, keys: Key[], fields: SelectedField[]): Promise<unknown[]> {
+export async function returning(db: Sql, scope: Scope, model: TableModel, keys: Key[], fields: SelectedField[]): Promise<unknown[]> {
   if (keys.length === 0 || fields.length === 0) return [];
   const alias = Symbol(model.name);
   const written = writtenKeys(scope, model, keys, alias);
@@ -98,49 +98,54 @@ function ensureColumns(model: TableModel, given: Record<string, unknown>, allowe
   }
 }
 
-function insertPolicy(model: TableModel): NonNullable<TableModel['policy']['insert']> {
+export function insertPolicy(model: TableModel): NonNullable<TableModel['policy']['insert']> {
   const policy = model.policy.insert;
   if (!policy) throw forbidden(`inserting into "${model.name}" is not allowed`);
   return policy;
 }
 
-export async function insertRows(
-  db: Sql,
+/**
+ * Column values a nested insert sets (docs/hasura.md, "Nested inserts"): the foreign key columns of
+ * a row linked to the row inserted before it, each in the text form `RETURNING` gave.
+ */
+export type Links = Record<string, string | null>;
+
+/**
+ * The INSERT (with its `on_conflict`) of `objects`, returning each written row's key (`k0`, …),
+ * the text form of each column named in `returned` (`r0`, …) and whether the row was inserted
+ * (`inserted`) or updated. `links[i]` are the columns nesting sets on `objects[i]`: outside the
+ * column allowlist (as in Hasura), but never over a value the caller gave or a preset. Exported for
+ * the plan tests.
+ */
+export function insertSql(
   scope: Scope,
   caller: Caller,
   model: TableModel,
   objects: Record<string, unknown>[],
   onConflict: Record<string, unknown> | null | undefined,
-  returningFields: SelectedField[],
-): Promise<MutationResult> {
-  const policy = insertPolicy(model);
-  if (objects.length === 0) return { affected_rows: 0, returning: [] };
-  const written = await runSql<Record<string, unknown> & { inserted: boolean }>(db, insertSql(scope, caller, model, objects, onConflict));
-  const inserted = written.filter((w) => w.inserted).map((w) => keyOf(model, w));
-  const updated = written.filter((w) => !w.inserted).map((w) => keyOf(model, w));
-  await enforce(db, scope, model, policy.check, inserted, 'insert');
-  await enforce(db, scope, model, model.policy.update?.check ?? null, updated, 'update');
-  const keys = written.map((w) => keyOf(model, w));
-  return { affected_rows: keys.length, returning: await returning(db, scope, model, keys, returningFields) };
-}
-
-/**
- * The INSERT (with its `on_conflict`) of `objects`, returning each written row's key (`k0`, …) and
- * whether it was inserted (`inserted`) or updated. Exported for the plan tests.
- */
-export function insertSql(scope: Scope, caller: Caller, model: TableModel, objects: Record<string, unknown>[], onConflict: Record<string, unknown> | null | undefined): SQL {
+  links: Links[] = [],
+  returned: string[] = [],
+): SQL {
   const policy = insertPolicy(model);
   const presets = policy.set;
   const names = new Set<string>(Object.keys(presets));
-  for (const object of objects) {
+  for (const [i, object] of objects.entries()) {
     if (!caller.admin) ensureColumns(model, object, policy.columns, 'inserted');
     for (const key of Object.keys(object)) if (!(key in presets)) names.add(key);
+    for (const key of Object.keys(links[i] ?? {})) {
+      if (key in presets) throw forbidden(`column "${key}" of "${model.name}" is set by the insert rules, so a nested insert cannot set it`);
+      if (key in object) throw badInput(`column "${key}" of "${model.name}" is set by the nested insert; do not give it as well`);
+      names.add(key);
+    }
   }
   const cols = [...names].map((n) => column(model, n));
   const alias = Symbol(model.name);
-  const rows = objects.map((object) => {
+  const rows = objects.map((object, i) => {
+    const link = links[i] ?? {};
     const values = cols.map((col) => {
       if (col.name in presets) return bindValue(scope, col, presetValue(caller, presets[col.name]!));
+      // A text form PostgreSQL wrote, cast back to the column's type (json included, unlike bindValue).
+      if (col.name in link) return sql`${scope.binder.text(link[col.name] ?? null)}::${typeSql(col.type)}`;
       return col.name in object ? bindValue(scope, col, object[col.name]) : sql`DEFAULT`;
     });
     return sql`(${sql.join(values, ', ')})`;
@@ -153,7 +158,8 @@ export function insertSql(scope: Scope, caller: Caller, model: TableModel, objec
   // xmax tells an upsert's inserted rows from its updated ones; a view has no system columns, and
   // no constraint to conflict on, so each row it returns was inserted.
   const inserted = model.table.kind === 'view' ? sql`true` : sql`(${sql.identifier(alias, 'xmax')} = 0)`;
-  return sql`INSERT INTO ${target} ${columnList} ${values}${conflict} RETURNING ${returnedKey(model, alias)}, ${inserted} AS inserted`;
+  const extra = returned.map((name, i) => sql`, ${sql.identifier(alias, column(model, name).name)}::text AS ${sql.identifier(`r${i}`)}`);
+  return sql`INSERT INTO ${target} ${columnList} ${values}${conflict} RETURNING ${returnedKey(model, alias)}${sql.join(extra, '')}, ${inserted} AS inserted`;
 }
 
 /**

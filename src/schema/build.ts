@@ -1,7 +1,7 @@
 import SchemaBuilder from '@pothos/core';
 import type { GraphQLSchema } from 'graphql';
 import type { GraphQLContext } from './context.ts';
-import type { ApiModel, ColumnModel, TableModel } from './model.ts';
+import { nestedInsert, type ApiModel, type ColumnModel, type TableModel } from './model.ts';
 import { AGGREGATE_FUNCTIONS } from './aggregates.ts';
 import { castsToString, OPERATORS, STRING_SCALAR, type Operator } from './operators.ts';
 import { SCALARS } from './scalars.ts';
@@ -161,6 +161,24 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
   }
   const refsOf = (t: string) => refs.get(t)!;
 
+  // `<target>_obj_rel_insert_input` / `<target>_arr_rel_insert_input`, made once per table when used.
+  const relInsertInputs = new Map<string, AnyRef>();
+  const relInsertInput = (target: string, kind: 'object' | 'array'): AnyRef => {
+    const name = `${target}_${kind === 'object' ? 'obj' : 'arr'}_rel_insert_input`;
+    let ref = relInsertInputs.get(name);
+    if (ref) return ref;
+    const r = refsOf(target);
+    ref = builder.inputType(name, {
+      description: `input type for inserting ${kind === 'object' ? 'object' : 'array'} relation for remote table "${target}"`,
+      fields: (f: AnyRef) => ({
+        data: kind === 'object' ? f.field({ type: r.insertInput, required: true }) : f.field({ type: [r.insertInput], required: { list: true, items: true } }),
+        ...(r.onConflict ? { on_conflict: f.field({ type: r.onConflict, description: 'upsert condition' }) } : {}),
+      }),
+    });
+    relInsertInputs.set(name, ref);
+    return ref;
+  };
+
   const listArgs = (t: AnyRef, target: string) => ({
     ...(refsOf(target).selectColumn
       ? { distinct_on: t.arg({ type: [refsOf(target).selectColumn], required: { list: false, items: true }, description: 'distinct select on columns' }) }
@@ -295,9 +313,14 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
     const insert = m.policy.insert;
     if (insert && r.insertInput) {
       const allowed = writableOf(m).filter((c) => insert.columns.includes(c.name));
+      // Nested inserts (Hasura's): a relationship whose target may be inserted into.
+      const nested = m.relationships.filter((rel) => nestedInsert(api, m, rel));
       r.insertInput.implement({
         description: `input type for inserting data into table "${t}"`,
-        fields: (f: AnyRef) => Object.fromEntries(allowed.map((c) => [c.name, f.field({ type: colType(c) })])),
+        fields: (f: AnyRef) => ({
+          ...Object.fromEntries(allowed.map((c) => [c.name, f.field({ type: colType(c) })])),
+          ...Object.fromEntries(nested.map((rel) => [rel.name, f.field({ type: relInsertInput(rel.target, rel.kind) })])),
+        }),
       });
     }
     const update = m.policy.update;

@@ -61,6 +61,8 @@ export interface ApiModel {
   rules: CompiledRules;
   maxRows: number;
   maxTotalRows: number;
+  /** Levels of a mutation's nested inserts at most (`limits.maxDepth`, as for a query's fields). */
+  maxDepth: number;
   /** Every table a listed or rule-read relation reads, itself included (a view: its base tables). */
   reads: (table: string) => string[];
   /** The catalog's entry of any relation of the schema, listed or not (rules read unlisted ones). */
@@ -140,7 +142,7 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     });
     return [{ name, fn, table: fn.returns.name, args }];
   });
-  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
+  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, maxDepth: config.limits.maxDepth, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */
@@ -149,4 +151,19 @@ function addRelationship(model: TableModel, rel: Relationship, fkColumns: string
   if (taken(rel.name)) rel.name = `${rel.name}_by_${fkColumns.join('_')}`;
   while (taken(rel.name)) rel.name = `${rel.name}_`;
   model.relationships.push(rel);
+}
+
+/**
+ * Whether an insert into `model` may carry `rel` (a nested insert): the target declares `insert`,
+ * and the foreign key columns, which the nesting fills (this row's for an object relationship,
+ * the target's for an array one), are neither preset by their table's insert rules (the rule
+ * owner fixed them) nor generated. The schema offers exactly these fields and the resolver
+ * refuses any other.
+ */
+export function nestedInsert(api: Pick<ApiModel, 'tables'>, model: TableModel, rel: Relationship): boolean {
+  const target = api.tables.get(rel.target);
+  if (!model.policy.insert || !target?.policy.insert) return false;
+  const holder = rel.kind === 'object' ? model : target;
+  const fk = rel.on.map(([mine, theirs]) => (rel.kind === 'object' ? mine : theirs));
+  return fk.every((name) => !(name in holder.policy.insert!.set) && !holder.columns.find((c) => c.name === name)?.generated);
 }
