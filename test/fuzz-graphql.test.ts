@@ -490,6 +490,8 @@ describe(`GraphQL argument fuzz (FUZZ_SEED=${SEED})`, () => {
     // Not vacuous: most requests run, rows come back, mutations both write and are refused.
     expect(stats.ok).toBeGreaterThan(PER_IDENTITY / 4);
     expect(stats.rejectedMutations).toBeGreaterThan(0);
-    if (who !== 'dave') expect(stats.rows).toBeGreaterThan(PER_IDENTITY / 8);
+    // A floor, not a target: the draws follow the schema, so each field the API gains moves them
+    // (seeds gave 32–112 rows per identity that sees any; /8 failed seed 1 on unchanged code).
+    if (who !== 'dave') expect(stats.rows).toBeGreaterThan(PER_IDENTITY / 15);
   });
 });
