@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.ts';
+import { startGateway } from './support/gateway.ts';
 
 // The real CLI (docs/configuration.md): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
 const db = useTestDatabase();
@@ -50,9 +51,13 @@ interface Run {
 }
 
 function rowgate(...args: string[]): Promise<Run> {
+  return rowgateWith({}, ...args);
+}
+
+function rowgateWith(extra: Record<string, string>, ...args: string[]): Promise<Run> {
   // The file's database URL must be the one used: no DATABASE_URL from the environment.
-  const env = { ...process.env };
-  delete env['DATABASE_URL'];
+  const env: Record<string, string | undefined> = { ...process.env, ...extra };
+  if (!('DATABASE_URL' in extra)) delete env['DATABASE_URL'];
   return new Promise((done) => {
     execFile(process.execPath, [BIN, ...args], { cwd: dir, env, timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
@@ -60,6 +65,39 @@ function rowgate(...args: string[]): Promise<Run> {
     });
   });
 }
+
+describe('rowgate init', () => {
+  it('writes a config listing every table, private until its rules are written, that check accepts', async () => {
+    const run = await rowgateWith({ DATABASE_URL: db.url }, 'init', '--config', 'init.json');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('wrote init.json: 3 tables');
+    const written = JSON.parse(readFileSync(join(dir, 'init.json'), 'utf8')) as { tables: Record<string, { select: string; relationships?: Record<string, string> }>; auth: { jwt: { secret: string } } };
+    expect(Object.keys(written.tables)).toEqual(['account', 'admin', 'player']);
+    expect(written.tables['account']).toEqual({ select: 'SELECT * FROM account WHERE false', relationships: { players: 'players' } });
+    expect(written.tables['player']?.relationships).toEqual({ account: 'account' });
+    expect(written.auth.jwt.secret).toMatch(/^[0-9a-f]{64}$/);
+    // Valid as written, and exposes nothing to anyone until the owner writes rules.
+    const check = await rowgateWith({ DATABASE_URL: db.url }, 'check', '--config', 'init.json');
+    expect(check.code).toBe(0);
+    await db.sql`INSERT INTO account VALUES (1, 'alice', 'a') ON CONFLICT DO NOTHING`;
+    const api = await startGateway(db, { tables: written.tables });
+    expect((await api.gql('alice', '{ account { id } player { id } admin { identity } }')).data).toEqual({ account: [], player: [], admin: [] });
+  });
+
+  it('does not replace an existing file without --force, and needs DATABASE_URL', async () => {
+    writeFileSync(join(dir, 'keep.json'), '{"mine": true}');
+    const refused = await rowgateWith({ DATABASE_URL: db.url }, 'init', '--config', 'keep.json');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('keep.json exists; pass --force');
+    expect(readFileSync(join(dir, 'keep.json'), 'utf8')).toBe('{"mine": true}');
+    const forced = await rowgateWith({ DATABASE_URL: db.url }, 'init', '--config', 'keep.json', '--force');
+    expect(forced.code).toBe(0);
+    const noUrl = await rowgate('init', '--config', 'other.json');
+    expect(noUrl.code).toBe(1);
+    expect(noUrl.stderr).toContain('set DATABASE_URL');
+  });
+});
 
 // Each test spawns its own process with its own config file, so they run concurrently.
 describe.concurrent('rowgate check', () => {

@@ -5,6 +5,7 @@ import { capture } from './capture.ts';
 import { demo } from './demo.ts';
 import { check } from './check.ts';
 import { explain } from './explain.ts';
+import { init } from './init.ts';
 import { policies } from './policies.ts';
 import { printSdl, printToken, resolvePort, serve } from '../server/serve.ts';
 
@@ -15,6 +16,8 @@ const USAGE = `usage: rowgate <command> [options]
   schema   [--config F]                                   print the GraphQL SDL
   token    --sender S [--claims JSON] [--expires 1h] [--config F]
                                                           print a JWT signed with the configured secret (HS256)
+  init     [--config F] [--schema S] [--force]            write a config for the database at DATABASE_URL: every table
+                                                          listed, private ("WHERE false") until you write its rules
   check    [--config F]                                   validate every rule against the database
   explain  --table T [--sender S] [--claims JSON] [--config F]
                                                           print T's compiled visibility and write checks
@@ -66,6 +69,10 @@ const commands: Record<string, { options: Record<string, { type: 'string' | 'boo
       if (!table) throw new UsageError('explain needs --table T');
       return explain(str(v['config']) ?? DEFAULT_CONFIG_PATH, table, str(v['sender']) ?? null, str(v['claims']));
     },
+  },
+  init: {
+    options: { config: { type: 'string' }, schema: { type: 'string' }, force: { type: 'boolean' } },
+    run: (v) => init(str(v['config']) ?? DEFAULT_CONFIG_PATH, str(v['schema']) ?? 'public', v['force'] === true),
   },
   demo: {
     options: { port: { type: 'string' }, host: { type: 'string' } },
