@@ -303,3 +303,32 @@ describe('signToken', () => {
     await expect(signToken(rsOnly, { sender: 'a' })).rejects.toThrow(/does not include HS256/);
   });
 });
+
+describe('tokens and headers of an app migrated from Hasura', async () => {
+  const NS = 'https://hasura.io/jwt/claims';
+  const gw = await startTiny({ auth: { jwt: { claimsNamespace: NS, senderClaim: 'x-hasura-user-id' }, adminSecret: 'hasura-admin', adminSecretHeaders: ['X-Hasura-Admin-Secret'] } });
+  const hasuraClaims = { 'x-hasura-user-id': 'u42', 'x-hasura-org-id': '7', 'x-hasura-default-role': 'user', 'x-hasura-allowed-roles': ['user'] };
+
+  it('reads the sender and the claims from the namespace, dashes as underscores for rules', async () => {
+    for (const inner of [hasuraClaims, JSON.stringify(hasuraClaims)]) {
+      const token = await hs256({ sub: 'auth0|abc', exp: now() + 60, [NS]: inner });
+      expect((await whoami(gw, bearer(token))).body).toEqual({ data: { whoami: 'u42' } });
+      const claims = await gw.post({ query: '{ org: claim(name: "org_id") raw: claim(name: "x-hasura-org-id") role: claim(name: "default_role") sub: claim(name: "sub") }' }, bearer(token));
+      // `claim` answers each claim's JSON text.
+      expect(claims.body.data).toEqual({ org: '"7"', raw: '"7"', role: '"user"', sub: '"auth0|abc"' });
+    }
+  });
+
+  it('the namespace cannot override registered claims, and a token without it names no sender', async () => {
+    const token = await hs256({ sub: 'real', exp: now() + 60, [NS]: { 'x-hasura-user-id': 'u1', sub: 'forged', exp: now() + 1_000_000 } });
+    const claims = await gw.post({ query: '{ sub: claim(name: "sub") }' }, bearer(token));
+    expect(claims.body.data).toEqual({ sub: '"real"' });
+    await expectUnauthenticated(gw, bearer(await hs256({ sub: 'x', exp: now() + 60 })), /no "x-hasura-user-id" claim/);
+  });
+
+  it('accepts the admin secret under the configured alias header too', async () => {
+    expect((await whoami(gw, { 'x-hasura-admin-secret': 'hasura-admin' })).status).toBe(200);
+    expect((await whoami(gw, { 'x-rowgate-admin-secret': 'hasura-admin' })).status).toBe(200);
+    await expectUnauthenticated(gw, { 'x-hasura-admin-secret': 'wrong' }, /x-hasura-admin-secret is wrong/);
+  });
+});

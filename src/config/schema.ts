@@ -71,11 +71,16 @@ export const configSchema = z
             audience: z.string().nullable().default(null),
             jwksFile: z.string().nullable().default(null),
             clockTolerance: z.number().int().min(0).default(0),
+            // A claim holding an object of further claims (Hasura's "https://hasura.io/jwt/claims"):
+            // merged over the top-level claims, `x-hasura-user-id` also readable as :user_id.
+            claimsNamespace: z.string().nullable().default(null),
           })
           .strict()
           .prefault({}),
         anonymous: z.boolean().default(false),
         adminSecret: z.string().nullable().default(null),
+        // Other headers that carry the admin secret besides x-rowgate-admin-secret (["x-hasura-admin-secret"]).
+        adminSecretHeaders: z.array(z.string()).default([]),
         allowedOrigins: z.array(z.string()).nullable().default(null),
       })
       .strict()

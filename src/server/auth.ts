@@ -1,3 +1,4 @@
+import { claimsOf } from './claims.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync, type BigIntStats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -72,6 +73,7 @@ export function createAuthenticator(auth: AuthConfig): Authenticator {
   };
 
   const adminDigest = auth.adminSecret ? digest(auth.adminSecret) : null;
+  const adminHeaders = [ADMIN_SECRET_HEADER, ...auth.adminSecretHeaders.map((h) => h.toLowerCase()).filter((h) => h !== ADMIN_SECRET_HEADER)];
 
   async function verify(token: string): Promise<{ payload: JWTPayload }> {
     try {
@@ -93,19 +95,22 @@ export function createAuthenticator(auth: AuthConfig): Authenticator {
       const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(authorization.trim());
       if (!match?.[1]) throw unauthenticated('the Authorization header must be "Bearer <token>"');
       const { payload } = await verify(match[1]);
-      const sender = senderOf(payload, jwt.senderClaim);
+      const claims = claimsOf(payload, jwt.claimsNamespace);
+      const sender = senderOf(claims, jwt.senderClaim);
       const exp = typeof payload.exp === 'number' ? payload.exp : null;
       tokenSession = {
-        caller: { admin: false, identity: { sender, claims: { ...payload } } },
+        caller: { admin: false, identity: { sender, claims } },
         exp,
         expiresAt: exp === null ? null : (exp + jwt.clockTolerance) * 1000,
       };
     }
-    const adminSecret = headers.get(ADMIN_SECRET_HEADER);
+    // x-rowgate-admin-secret, or an alias such as Hasura's x-hasura-admin-secret (auth.adminSecretHeaders).
+    const adminHeader = adminHeaders.find((h) => headers.get(h) !== null);
+    const adminSecret = adminHeader === undefined ? null : headers.get(adminHeader);
     if (adminSecret !== null) {
-      if (!adminDigest) throw unauthenticated(`${ADMIN_SECRET_HEADER} was sent but no auth.adminSecret is configured`);
+      if (!adminDigest) throw unauthenticated(`${adminHeader} was sent but no auth.adminSecret is configured`);
       // Both sides are hashed first so the comparison is constant-time whatever the lengths.
-      if (!timingSafeEqual(digest(adminSecret), adminDigest)) throw unauthenticated(`${ADMIN_SECRET_HEADER} is wrong`);
+      if (!timingSafeEqual(digest(adminSecret), adminDigest)) throw unauthenticated(`${adminHeader} is wrong`);
       // An admin may also send a token: rules are bypassed, but `:sender` presets still use it.
       return tokenSession
         ? { ...tokenSession, caller: { ...tokenSession.caller, admin: true } }
