@@ -66,6 +66,9 @@ export const configSchema = z
             audience: z.string().nullable().default(null),
             jwksFile: z.string().nullable().default(null),
             clockTolerance: z.number().int().min(0).default(0),
+            // Refuse tokens without an `exp` claim: such a token, once leaked, is valid forever.
+            // Set false only for an issuer that cannot set `exp` (`rowgate token` always does).
+            requireExp: z.boolean().default(true),
           })
           .strict()
           .prefault({}),
