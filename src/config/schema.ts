@@ -52,9 +52,12 @@ export const configSchema = z
       .object({
         url: z.string().nullable().default(null),
         schema: z.string().default('public'),
+        // Connections of the live engine and the change feed, a pool apart from the queries' one,
+        // so that however busy queries keep the query pool, live queries and change streams go on.
+        livePoolSize: z.number().int().positive().default(4),
       })
       .strict()
-      .default({ url: null, schema: 'public' }),
+      .prefault({}),
     auth: z
       .object({
         jwt: z
@@ -88,6 +91,10 @@ export const configSchema = z
         // Every statement a caller triggers is cancelled after this long (0: never).
         statementTimeoutMs: z.number().int().min(0).default(10_000),
         maxSubscriptionsPerSocket: z.number().int().positive().default(100),
+        // Queries and mutations one caller may have running at once (0: no limit); one more is
+        // refused at once with LIMIT_EXCEEDED. A caller is a token's sender, an anonymous caller
+        // its remote address; the admin secret is not limited. Subscriptions are not counted.
+        perCallerConcurrency: z.number().int().min(0).default(4),
         // Subscribers evaluated by one statement of a multiplexed live query (1 = one per subscriber).
         subscribersPerStatement: z.number().int().positive().max(10_000).default(1000),
         // Largest accepted HTTP request body; larger ones get 413 before any parsing.
