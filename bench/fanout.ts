@@ -14,13 +14,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/index.ts';
-import { connect, startEmbedded, type EmbeddedServer, type Sql } from '../src/db/index.ts';
+import { connect, type Sql } from '../src/db/index.ts';
 import { signToken } from '../src/server/token.ts';
+import { openBenchDatabase } from './database.ts';
 import { loadData } from './data.ts';
 import type { ClientReport, ToClient } from './fanout-client.ts';
 import { FANOUT_QUERY, SCORE_BASE } from './fanout-shared.ts';
@@ -44,11 +45,6 @@ function envList(name: string, fallback: number[]): number[] {
 }
 function envInt(name: string, fallback: number): number {
   return envList(name, [fallback])[0]!;
-}
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -577,33 +573,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void runCleanup().finally(() => process.exit(130)));
 
   try {
-    let serverUrl = process.env['DATABASE_URL'];
-    let pgDataDir: string | null = null;
-    if (!serverUrl) {
-      const dir = await mkdtemp(join(tmpdir(), 'rowgate-fanout-'));
-      await chmod(dir, 0o755);
-      log(`starting embedded PostgreSQL in ${dir} …`);
-      const embedded: EmbeddedServer = await startEmbedded({ dataDir: join(dir, 'pgdata'), persistent: false });
-      cleanup.push(async () => {
-        await embedded.stop();
-        await rm(dir, { recursive: true, force: true });
-      });
-      serverUrl = embedded.url;
-      pgDataDir = join(dir, 'pgdata');
-    }
-    const adminDb = connect(serverUrl, { max: 1 });
-    await adminDb.unsafe(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-    await adminDb.unsafe(`CREATE DATABASE ${DATABASE}`);
-    const [{ server_version: pgVersion } = { server_version: '?' }] = await adminDb.unsafe<{ server_version: string }[]>('SHOW server_version');
-    await adminDb.end();
-    if (process.env['BENCH_KEEP_DB'] !== '1') {
-      cleanup.push(async () => {
-        const a = connect(serverUrl, { max: 1 });
-        await a.unsafe(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-        await a.end();
-      });
-    }
-    const benchUrl = withDatabase(serverUrl, DATABASE);
+    const { url: benchUrl, pgVersion, dataDir: pgDataDir } = await openBenchDatabase(DATABASE, 'rowgate-fanout-', cleanup, log);
     const sql: Sql = connect(benchUrl, { max: 2 });
     cleanup.push(() => sql.end({ timeout: 5 }));
 

@@ -13,14 +13,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { deepStrictEqual } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { parseConfig } from '../src/config/index.ts';
-import { connect, startEmbedded, type EmbeddedServer, type Sql } from '../src/db/index.ts';
+import { connect, type Sql } from '../src/db/index.ts';
 import { signToken } from '../src/server/token.ts';
+import { openBenchDatabase } from './database.ts';
 import { loadData, scaleFromEnv } from './data.ts';
 import { explainBoth } from './explain.ts';
 import { BENCH_QUERY } from './floor-sql.ts';
@@ -36,11 +37,6 @@ function envInt(name: string, fallback: number): number {
   return n;
 }
 
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -273,32 +269,7 @@ async function main(): Promise<void> {
 
   try {
     // 1. The database server: DATABASE_URL, else an embedded one in a temp dir.
-    let serverUrl = process.env['DATABASE_URL'];
-    if (!serverUrl) {
-      const dir = await mkdtemp(join(tmpdir(), 'rowgate-bench-'));
-      // The server runs as an unprivileged user when we are root; it must be able to enter the directory.
-      await chmod(dir, 0o755);
-      log(`starting embedded PostgreSQL in ${dir} …`);
-      const embedded: EmbeddedServer = await startEmbedded({ dataDir: join(dir, 'pgdata'), persistent: false });
-      cleanup.push(async () => {
-        await embedded.stop();
-        await rm(dir, { recursive: true, force: true });
-      });
-      serverUrl = embedded.url;
-    }
-    const admin = connect(serverUrl, { max: 1 });
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-    await admin.unsafe(`CREATE DATABASE ${DATABASE}`);
-    const [{ server_version: pgVersion } = { server_version: '?' }] = await admin.unsafe<{ server_version: string }[]>('SHOW server_version');
-    await admin.end();
-    if (process.env['BENCH_KEEP_DB'] !== '1') {
-      cleanup.push(async () => {
-        const a = connect(serverUrl, { max: 1 });
-        await a.unsafe(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-        await a.end();
-      });
-    }
-    const benchUrl = withDatabase(serverUrl, DATABASE);
+    const { url: benchUrl, pgVersion } = await openBenchDatabase(DATABASE, 'rowgate-bench-', cleanup, log);
 
     // 2. The data.
     const sql: Sql = connect(benchUrl, { max: 2 });

@@ -16,16 +16,17 @@
  * BENCH_KEEP_DB=1.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql as pg, type SQL } from 'pg-sql2';
 import { loadAll, type Loaded } from '../src/cli/context.ts';
 import { parseConfig, type Config } from '../src/config/index.ts';
-import { compileSql, connect, startEmbedded, type EmbeddedServer, type Sql } from '../src/db/index.ts';
+import { compileSql, connect, type Sql } from '../src/db/index.ts';
 import { and, BatchParams } from '../src/rules/index.ts';
 import { signToken } from '../src/server/token.ts';
+import { openBenchDatabase } from './database.ts';
 import { loadData } from './data.ts';
 import type { SoakGatewayStats, ToSoakGateway } from './soak-gateway.ts';
 import { LIVES, STREAMS, type ClientSpec, type ClientStats, type FinalReport, type LiveKind, type Segment, type StreamKind, type ToClient } from './soak-shared.ts';
@@ -44,11 +45,6 @@ function envNumber(name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, not "${raw}"`);
   return n;
-}
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,32 +429,9 @@ async function main(): Promise<void> {
   watchdog.unref();
 
   try {
-    let serverUrl = process.env['DATABASE_URL'];
-    if (!serverUrl) {
-      const dir = await mkdtemp(join(tmpdir(), 'rowgate-soak-'));
-      await chmod(dir, 0o755);
-      log(`starting embedded PostgreSQL in ${dir} …`);
-      const embedded: EmbeddedServer = await startEmbedded({ dataDir: join(dir, 'pgdata'), persistent: false });
-      cleanup.push(async () => {
-        await embedded.stop();
-        await rm(dir, { recursive: true, force: true });
-      });
-      serverUrl = embedded.url;
-    }
-    if (!/^postgres(ql)?:\/\/[^/]*@?(127\.0\.0\.1|localhost)[:/]/.test(serverUrl)) log(`note: DATABASE_URL is not on 127.0.0.1: ${new URL(serverUrl).host}`);
-    const adminDb = connect(serverUrl, { max: 1 });
-    await adminDb.unsafe(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-    await adminDb.unsafe(`CREATE DATABASE ${DATABASE}`);
-    const [{ server_version: pgVersion } = { server_version: '?' }] = await adminDb.unsafe<{ server_version: string }[]>('SHOW server_version');
-    await adminDb.end();
-    if (process.env['BENCH_KEEP_DB'] !== '1') {
-      cleanup.push(async () => {
-        const a = connect(serverUrl, { max: 1 });
-        await a.unsafe(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
-        await a.end();
-      });
-    }
-    const benchUrl = withDatabase(serverUrl, DATABASE);
+    const server = process.env['DATABASE_URL'];
+    if (server && !/^postgres(ql)?:\/\/[^/]*@?(127\.0\.0\.1|localhost)[:/]/.test(server)) log(`note: DATABASE_URL is not on 127.0.0.1: ${new URL(server).host}`);
+    const { url: benchUrl, pgVersion } = await openBenchDatabase(DATABASE, 'rowgate-soak-', cleanup, log);
     const sql: Sql = connect(benchUrl, { max: 2 });
     cleanup.push(() => sql.end({ timeout: 5 }));
     const counts = await loadData(sql, { accounts: ACCOUNTS, admins: ADMINS, groups: 200, documents: 2000, senders: SENDERS }, new URL('../demo/schema.sql', import.meta.url));

@@ -4,7 +4,7 @@ import type { CompiledRules } from '../src/rules/index.ts';
 import { useTestDatabase } from './support/db.ts';
 import { startLiveGateway, type LiveGateway } from './support/live-gateway.ts';
 import { as, compile, visible } from './support/rules.ts';
-import { run, sse, within, type Running } from './support/transports.ts';
+import { readAll, run, sse, within, type Running } from './support/transports.ts';
 
 // The live data path end to end: a real gateway (capture, feed, engine, graphql-ws, SSE), real
 // clients with different identities, writes through mutations and through direct SQL. Every
@@ -129,6 +129,20 @@ describe('change streams over graphql-ws', () => {
       ['UPDATE', 'r1!', 'r1'],
     ]);
     again.stop();
+  });
+
+  it('a malformed after is BAD_USER_INPUT over graphql-ws and SSE, whatever the log holds', async () => {
+    const client = await gw.ws('erin');
+    const token = await gw.token('erin');
+    // "01" looks numeric but is no position this stream ever sent; the others are not numbers at all.
+    for (const after of ['01', '1:01', '', '-1', '1e3', '99999999999999999999']) {
+      const outcome = await within(run(client.client, CHANGES, { after }).done, 10_000, `the answer to after ${JSON.stringify(after)}`);
+      // graphql-ws sends a subscription refused before its stream exists as one result with errors.
+      expect(outcome.values.map((r) => r.errors?.map((e) => e.extensions?.['code']))).toEqual([['BAD_USER_INPUT']]);
+      const stream = await sse(gw.url, { query: CHANGES, variables: { after } }, { authorization: `Bearer ${token}` });
+      const { next } = await readAll(stream);
+      expect(next.map((r) => (r['errors'] as { extensions?: { code?: string } }[] | undefined)?.map((e) => e.extensions?.code))).toEqual([['BAD_USER_INPUT']]);
+    }
   });
 
   it('a gateway restarted mid-stream: the client resumes on the new one and nothing is lost', async () => {

@@ -114,15 +114,15 @@ describe('sender claim', async () => {
   const gw = await startTiny({ auth: { jwt: { senderClaim: 'uid' } } });
 
   it('reads the sender from the configured claim and turns a number into a string', async () => {
-    expect((await whoami(gw, bearer(await hs256({ uid: 42, sub: 'ignored' })))).body).toEqual({ data: { whoami: '42' } });
-    expect((await whoami(gw, bearer(await hs256({ uid: 'u-1' })))).body).toEqual({ data: { whoami: 'u-1' } });
+    expect((await whoami(gw, bearer(await hs256({ uid: 42, sub: 'ignored', exp: now() + 60 })))).body).toEqual({ data: { whoami: '42' } });
+    expect((await whoami(gw, bearer(await hs256({ uid: 'u-1', exp: now() + 60 })))).body).toEqual({ data: { whoami: 'u-1' } });
   });
 
   it('refuses a sender that is an object, a list or a boolean', async () => {
     for (const uid of [{ id: 1 }, [1], true]) {
-      await expectUnauthenticated(gw, bearer(await hs256({ uid } as JWTPayload)), /"uid" claim .* must be a string or a number/);
+      await expectUnauthenticated(gw, bearer(await hs256({ uid, exp: now() + 60 } as JWTPayload)), /"uid" claim .* must be a string or a number/);
     }
-    await expectUnauthenticated(gw, bearer(await hs256({ sub: 'alice' })), /no "uid" claim/);
+    await expectUnauthenticated(gw, bearer(await hs256({ sub: 'alice', exp: now() + 60 })), /no "uid" claim/);
   });
 
   it('signToken puts the sender into the configured claim', async () => {
@@ -143,7 +143,7 @@ describe('clock tolerance', async () => {
   });
 
   it('accepts a token whose nbf is within the tolerance', async () => {
-    const token = await hs256({ sub: 'alice', nbf: now() + 10 });
+    const token = await hs256({ sub: 'alice', nbf: now() + 10, exp: now() + 60 });
     expect((await whoami(lenient, bearer(token))).body).toEqual({ data: { whoami: 'alice' } });
     await expectUnauthenticated(strict, bearer(token), /not valid yet/);
   });
@@ -154,6 +154,31 @@ describe('clock tolerance', async () => {
     const session = await createAuthenticator(auth).sessionFromRequest(new Headers(bearer(await hs256({ sub: 'a', exp }))));
     expect(session.exp).toBe(exp);
     expect(session.expiresAt).toBe((exp + 30) * 1000);
+  });
+});
+
+describe('tokens without exp (auth.jwt.requireExp)', async () => {
+  const strict = await startTiny({ auth: { adminSecret: 'the-admin-secret' } });
+  const lenient = await startTiny({ auth: { jwt: { requireExp: false } } });
+
+  it('refuses a well-signed token without exp by default, and says why', async () => {
+    expect(strict.config.auth.jwt.requireExp).toBe(true);
+    const token = await hs256({ sub: 'alice' });
+    await expectUnauthenticated(strict, bearer(token), /no "exp" claim.*auth\.jwt\.requireExp/, token);
+    // The admin secret does not make the token acceptable.
+    await expectUnauthenticated(strict, { 'x-rowgate-admin-secret': 'the-admin-secret', ...bearer(token) }, /no "exp" claim/, token);
+  });
+
+  it('accepts the same token when requireExp is false, with no expiry for long-lived transports', async () => {
+    const token = await hs256({ sub: 'alice' });
+    expect((await whoami(lenient, bearer(token))).body).toEqual({ data: { whoami: 'alice' } });
+    const session = await createAuthenticator(lenient.config.auth).sessionFromRequest(new Headers(bearer(token)));
+    expect(session).toMatchObject({ exp: null, expiresAt: null });
+  });
+
+  it('accepts tokens signed by `rowgate token` (the demo\'s) under the default', async () => {
+    const token = await signToken(strict.config, { sender: 'bob', expires: '24h' });
+    expect((await whoami(strict, bearer(token))).body).toEqual({ data: { whoami: 'bob' } });
   });
 });
 
@@ -250,12 +275,12 @@ describe('admin secret', async () => {
   });
 
   it('keeps the identity of a token sent with it', async () => {
-    const res = await whoami(gw, { 'X-Rowgate-Admin-Secret': 'the-admin-secret', ...bearer(await hs256({ sub: 'frank' })) });
+    const res = await whoami(gw, { 'X-Rowgate-Admin-Secret': 'the-admin-secret', ...bearer(await hs256({ sub: 'frank', exp: now() + 60 })) });
     expect(res.body).toEqual({ data: { whoami: 'admin:frank' } });
   });
 
   it('refuses a wrong admin secret instead of falling back to the token or anonymous', async () => {
-    const token = await hs256({ sub: 'frank' });
+    const token = await hs256({ sub: 'frank', exp: now() + 60 });
     await expectUnauthenticated(gw, { 'x-rowgate-admin-secret': 'the-admin-secreT' }, /admin-secret is wrong/);
     await expectUnauthenticated(gw, { 'x-rowgate-admin-secret': '', ...bearer(token) }, /admin-secret is wrong/);
     await expectUnauthenticated(gw, { 'x-rowgate-admin-secret': 'the-admin-secret-and-more' }, /admin-secret is wrong/);

@@ -70,6 +70,7 @@ describe('graphql-ws transport', () => {
     ['a malformed token', bearer('not.a.jwt'), /malformed/],
     ['a token with a bad signature', 'bad-signature', /bad signature/],
     ['an expired token', 'expired', /expired/],
+    ['a token without exp', 'no-exp', /no "exp" claim/],
     ['a wrong admin secret', { headers: { 'x-rowgate-admin-secret': 'guess' } }, /admin-secret is wrong/],
   ] as const)('closes the socket with 4403 at connection_init for %s', async (_name, params, reason) => {
     let connectionParams: Record<string, unknown> | undefined;
@@ -77,6 +78,8 @@ describe('graphql-ws transport', () => {
       connectionParams = bearer(await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(`${SECRET}x`)));
     } else if (params === 'expired') {
       connectionParams = bearer(await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(new TextEncoder().encode(SECRET)));
+    } else if (params === 'no-exp') {
+      connectionParams = bearer(await new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET)));
     } else connectionParams = params;
     const c = open(gw.wsUrl, connectionParams);
     let acknowledged = false;

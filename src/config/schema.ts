@@ -57,9 +57,12 @@ export const configSchema = z
       .object({
         url: z.string().nullable().default(null),
         schema: z.string().default('public'),
+        // Connections of the live engine and the change feed, a pool apart from the queries' one,
+        // so that however busy queries keep the query pool, live queries and change streams go on.
+        livePoolSize: z.number().int().positive().default(4),
       })
       .strict()
-      .default({ url: null, schema: 'public' }),
+      .prefault({}),
     auth: z
       .object({
         jwt: z
@@ -74,6 +77,9 @@ export const configSchema = z
             // A claim holding an object of further claims (Hasura's "https://hasura.io/jwt/claims"):
             // merged over the top-level claims, `x-hasura-user-id` also readable as :user_id.
             claimsNamespace: z.string().nullable().default(null),
+            // Refuse tokens without an `exp` claim: such a token, once leaked, is valid forever.
+            // Set false only for an issuer that cannot set `exp` (`rowgate token` always does).
+            requireExp: z.boolean().default(true),
           })
           .strict()
           .prefault({}),
@@ -98,6 +104,10 @@ export const configSchema = z
         // Every statement a caller triggers is cancelled after this long (0: never).
         statementTimeoutMs: z.number().int().min(0).default(10_000),
         maxSubscriptionsPerSocket: z.number().int().positive().default(100),
+        // Queries and mutations one caller may have running at once (0: no limit); one more is
+        // refused at once with LIMIT_EXCEEDED. A caller is a token's sender, an anonymous caller
+        // its remote address; the admin secret is not limited. Subscriptions are not counted.
+        perCallerConcurrency: z.number().int().min(0).default(4),
         // Subscribers evaluated by one statement of a multiplexed live query (1 = one per subscriber).
         subscribersPerStatement: z.number().int().positive().max(10_000).default(1000),
         // Largest accepted HTTP request body; larger ones get 413 before any parsing.

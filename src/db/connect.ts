@@ -3,6 +3,9 @@ import { startEmbedded, type EmbeddedServer } from './embedded.ts';
 
 export type Sql = postgres.Sql;
 
+/** `application_name` of the live engine's pool (database.livePoolSize). */
+export const LIVE_APPLICATION_NAME = 'rowgate-live';
+
 export interface Database {
   sql: Sql;
   url: string;
@@ -13,6 +16,8 @@ export interface Database {
 export interface Settings {
   /** `statement_timeout` of every statement on the pool (limits.statementTimeoutMs); 0 = none. */
   statementTimeoutMs?: number;
+  /** `application_name` of the pool's connections (pg_stat_activity tells the pools apart); default `rowgate`. */
+  applicationName?: string;
 }
 
 export function connect(url: string, options: postgres.Options<Record<string, postgres.PostgresType>> = {}, settings: Settings = {}): Sql {
@@ -23,7 +28,7 @@ export function connect(url: string, options: postgres.Options<Record<string, po
     // Compiled visibility nests EXISTS inside OR; on small, unanalysed tables the planner's cost
     // estimates switch JIT on and a 1 ms query takes 200 ms compiling. Gateway queries are short.
     // application_name tells the gateway's connections apart (pg_stat_activity, fault tests).
-    connection: { jit: 'off', application_name: 'rowgate', ...timeout },
+    connection: { jit: 'off', application_name: settings.applicationName ?? 'rowgate', ...timeout },
     ...options,
   });
 }

@@ -1,4 +1,4 @@
-export { openDatabase, connect, isConnectionError, retryOnDisconnect, type Database, type Sql } from './connect.ts';
+export { openDatabase, connect, isConnectionError, LIVE_APPLICATION_NAME, retryOnDisconnect, type Database, type Sql } from './connect.ts';
 export { startEmbedded, freePort, type EmbeddedServer } from './embedded.ts';
 export { runSql, describeSql, compileSql } from './run.ts';
 export { readCatalog, baseTables, column, type Catalog, type Table, type Column, type TypeRef, type ForeignKey, type FunctionInfo } from './catalog.ts';

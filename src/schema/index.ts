@@ -16,6 +16,8 @@ export interface SchemaOptions {
   catalog: Catalog;
   rules: CompiledRules;
   sql: Sql;
+  /** The live engine's own pool (database.livePoolSize), apart from the queries' `sql`; default `sql`. */
+  liveSql?: Sql;
   /** The change feed; without it the schema has no Subscription type. */
   changes?: ChangeSource | null;
 }
@@ -34,6 +36,6 @@ export function buildSchema(opts: SchemaOptions): GraphQLSchema {
 /** As buildSchema, with the live engine serving its subscriptions (when `changes` is given). */
 export function buildApi(opts: SchemaOptions): BuiltSchema {
   const api: ApiModel = buildModel(opts.config, opts.catalog, opts.rules);
-  const live = opts.changes ? new LiveEngine(api, opts.sql, opts.changes, opts.config.limits.subscribersPerStatement) : null;
+  const live = opts.changes ? new LiveEngine(api, opts.liveSql ?? opts.sql, opts.changes, opts.config.limits.subscribersPerStatement) : null;
   return { schema: buildGraphQLSchema(api, createResolvers(api, opts.sql), live), live };
 }

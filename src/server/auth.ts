@@ -14,7 +14,7 @@ export const ADMIN_SECRET_HEADER = 'x-rowgate-admin-secret';
 /** A verified caller and, when a token proved it, the token's `exp` (seconds since the epoch). */
 export interface Session {
   caller: Caller;
-  /** The token's `exp` claim, or null (no token, or a token without `exp`). */
+  /** The token's `exp` claim, or null (no token, or a token without `exp` when `auth.jwt.requireExp` is false). */
   exp: number | null;
   /**
    * When the session stops being valid, in milliseconds since the epoch: `exp` plus
@@ -45,7 +45,8 @@ export function unauthenticated(message: string): GraphQLError {
 /**
  * Verifies callers with `jose`. HMAC algorithms use `auth.jwt.secret`; asymmetric ones use the
  * keys of `auth.jwt.jwksFile`, re-read whenever the file changes so keys rotate without a restart.
- * Only algorithms listed in `auth.jwt.algorithms` are accepted (`none` never is).
+ * Only algorithms listed in `auth.jwt.algorithms` are accepted (`none` never is), and, unless
+ * `auth.jwt.requireExp` is false, only tokens with an `exp` claim.
  * Throws ConfigError when the auth section cannot work (unknown algorithm, unreadable JWKS file).
  */
 export function createAuthenticator(auth: AuthConfig): Authenticator {
@@ -98,6 +99,8 @@ export function createAuthenticator(auth: AuthConfig): Authenticator {
       const claims = claimsOf(payload, jwt.claimsNamespace);
       const sender = senderOf(claims, jwt.senderClaim);
       const exp = typeof payload.exp === 'number' ? payload.exp : null;
+      // A token that never expires stays a credential for good once it leaks.
+      if (exp === null && jwt.requireExp) throw unauthenticated('the token has no "exp" claim, so it would never expire (auth.jwt.requireExp)');
       tokenSession = {
         caller: { admin: false, identity: { sender, claims } },
         exp,

@@ -7,6 +7,7 @@ import type { Sql } from '../db/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
+import { useCallerConcurrency } from './concurrency.ts';
 import { createMaskError, logInternalError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
 import { createWebSocketTransport, type SlowSocket } from './ws.ts';
 import { hasuraErrorCodes, useHasuraErrorCodes } from './hasura-codes.ts';
@@ -92,8 +93,18 @@ export function createGateway(options: GatewayOptions): Gateway {
       // Disallowed origins never get here (403 below); echo the allowed one.
       return origin ? { origin: [origin], credentials: true } : {};
     },
-    // The transaction wraps execution, so it sees every root field of a mutation and its errors.
-    plugins: [...(config.graphql.errorCodes === 'hasura' ? [useHasuraErrorCodes()] : []), useCaller(authenticator), useSessionExpiry(), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
+    // The transaction wraps execution, so it sees every root field of a mutation and its errors;
+    // the per-caller limit wraps the transaction, so a refused mutation never takes a connection.
+    plugins: [
+      ...(config.graphql.errorCodes === 'hasura' ? [useHasuraErrorCodes()] : []),
+      useCaller(authenticator),
+      useSessionExpiry(),
+      useErrorCodes(),
+      useQueryLimits({ maxDepth: config.limits.maxDepth }),
+      useMutationTransaction(sql),
+      useCallerConcurrency(config.limits.perCallerConcurrency),
+      useGraphQLSubscribe(),
+    ],
   });
 
   const ready = readiness(sql, options.readiness ?? []);

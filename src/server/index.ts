@@ -1,3 +1,4 @@
+export { callerKey, useCallerConcurrency } from './concurrency.ts';
 export { createAuthenticator, connectionHeaders, unauthenticated, ADMIN_SECRET_HEADER, type Authenticator, type Session } from './auth.ts';
 export { signToken, type TokenRequest } from './token.ts';
 export {

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/index.ts';
 import { buildApi, buildSchema } from '../schema/index.ts';
 import { capturedTables } from '../cli/capture.ts';
 import { installCapture, startChangeFeed } from '../db/changes/index.ts';
-import type { Database } from '../db/index.ts';
+import { connect, LIVE_APPLICATION_NAME, type Database } from '../db/index.ts';
 import type { Config } from '../config/index.ts';
 import { createAuthenticator } from './auth.ts';
 import { createGateway, type GatewayOptions } from './http.ts';
@@ -52,20 +52,27 @@ export async function serve(options: ServeOptions): Promise<number> {
     // Capture changes of every listed table and every table a rule reads, then follow the log.
     const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
     await installCapture(db.sql, config.database.schema, tables);
-    const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
-    const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
-    const graphiql = await options.graphiql?.(config);
-    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
+    // The live engine and the feed on a pool of their own (database.livePoolSize), so queries
+    // holding every connection of the query pool cannot hold live queries and change streams back.
+    const livePool = connect(db.url, { max: config.database.livePoolSize }, { statementTimeoutMs: config.limits.statementTimeoutMs, applicationName: LIVE_APPLICATION_NAME });
     try {
-      const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
-      log(`rowgate: serving ${url}`);
-      await options.onListening?.(url, config);
-      await stop;
-      log('rowgate: shutting down');
-      await gateway.close();
+      const feed = await startChangeFeed({ url: db.url, sql: livePool, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
+      const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, liveSql: livePool, changes: feed });
+      const graphiql = await options.graphiql?.(config);
+      const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
+      try {
+        const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+        log(`rowgate: serving ${url}`);
+        await options.onListening?.(url, config);
+        await stop;
+        log('rowgate: shutting down');
+        await gateway.close();
+      } finally {
+        live?.close();
+        await feed.close();
+      }
     } finally {
-      live?.close();
-      await feed.close();
+      await livePool.end({ timeout: 5 });
     }
     return 0;
   } finally {

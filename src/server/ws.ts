@@ -93,6 +93,8 @@ export interface WebSocketTransport {
 interface Connection extends ProtocolSocket {
   readonly socket: WebSocket;
   session: Session | null;
+  /** The client's address, as the upgrade request came: anonymous callers are limited by it (concurrency.ts). */
+  readonly remoteAddress: string | undefined;
   /** Ids of the subscription operations counted against the limit. */
   readonly subscriptionIds: Set<string>;
   /** graphql-ws's message handler, set by `onMessage`. */
@@ -171,7 +173,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       if (!caller) throw new Error('subscribe on a socket without a session');
       // No `req`: the context of an operation lives as long as the operation, and the upgrade
       // request (with its headers) would live as long as the socket; nothing reads it.
-      const enveloped = yoga.getEnveloped({ socket: connection.socket, params: payload, caller });
+      const enveloped = yoga.getEnveloped({ socket: connection.socket, params: payload, caller, remoteAddress: connection.remoteAddress });
 
       let document;
       try {
@@ -277,10 +279,11 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     }
   }
 
-  function onConnection(socket: WebSocket): void {
+  function onConnection(socket: WebSocket, req: IncomingMessage): void {
     const connection: Connection = {
       socket,
       session: null,
+      remoteAddress: req.socket.remoteAddress,
       subscriptionIds: new Set(),
       handle: null,
       closed: null,

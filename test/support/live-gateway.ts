@@ -1,7 +1,7 @@
 import { parseConfig, type Config } from '../../src/config/index.ts';
 import { capturedTables } from '../../src/cli/capture.ts';
 import { installCapture, startChangeFeed, type ChangeFeed } from '../../src/db/changes/index.ts';
-import { connect } from '../../src/db/index.ts';
+import { connect, LIVE_APPLICATION_NAME } from '../../src/db/index.ts';
 import { buildApi } from '../../src/schema/index.ts';
 import type { LiveEngine } from '../../src/live/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
@@ -29,17 +29,24 @@ export interface LiveGateway {
 }
 
 /** A complete gateway as `rowgate serve` assembles it: capture, change feed, live engine, HTTP + WS. */
-export async function startLiveGateway(db: TestDatabase, config: Record<string, unknown>, port = 0, options: Pick<GatewayOptions, 'onSlowSocket'> = {}): Promise<LiveGateway> {
+export async function startLiveGateway(
+  db: TestDatabase,
+  config: Record<string, unknown>,
+  port = 0,
+  options: Pick<GatewayOptions, 'onSlowSocket'> & { queryPoolSize?: number } = {},
+): Promise<LiveGateway> {
   const parsed = parseConfig({ auth: { jwt: { secret: LIVE_SECRET } }, ...config, limits: { maxSubscriptionsPerSocket: 1000, ...((config['limits'] as object) ?? {}) } }, {});
   const rules = await compile(db, parsed.tables as Record<string, unknown>);
   const catalog = await db.catalog();
   // What `rowgate serve` captures: the listed tables, the tables rules read, the tables views read.
   await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(parsed.tables)).tables);
-  // The gateway's own pool, as in `rowgate serve`: tests can kill its connections and keep theirs.
-  const sql = connect(db.url, { max: 10 });
-  const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });
-  const { schema, live } = buildApi({ config: parsed, catalog, rules, sql, changes: feed });
-  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, readiness: [async () => feed.ready()], ...options });
+  // The gateway's own pools, as in `rowgate serve`: tests can kill their connections and keep theirs.
+  const sql = connect(db.url, { max: options.queryPoolSize ?? 10 });
+  const livePool = connect(db.url, { max: parsed.database.livePoolSize }, { applicationName: LIVE_APPLICATION_NAME });
+  const feed = await startChangeFeed({ url: db.url, sql: livePool, schema: 'public', retentionHours: 24, pollMs: 100 });
+  const { schema, live } = buildApi({ config: parsed, catalog, rules, sql, liveSql: livePool, changes: feed });
+  const gatewayOptions = options.onSlowSocket ? { onSlowSocket: options.onSlowSocket } : {};
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, readiness: [async () => feed.ready()], ...gatewayOptions });
   const { url } = await gateway.listen(port);
   const wsUrl = url.replace(/^http/, 'ws');
   const token = (sender: string) => signToken(parsed, { sender, expires: '1h' });
@@ -72,6 +79,7 @@ export async function startLiveGateway(db: TestDatabase, config: Record<string, 
       live!.close();
       await feed.close();
       await sql.end({ timeout: 5 });
+      await livePool.end({ timeout: 5 });
     },
   };
 }
