@@ -91,8 +91,10 @@ export interface WebSocketTransport {
 interface Connection extends ProtocolSocket {
   readonly socket: WebSocket;
   session: Session | null;
-  /** Ids of the subscription operations counted against the limit. */
-  readonly subscriptionIds: Set<string>;
+  /** The operations graphql-ws is running (from their `subscribe` message to the end of its handler), by id. */
+  readonly operations: Map<string, Operation>;
+  /** How many of them count against limits.maxSubscriptionsPerSocket. */
+  subscriptions: number;
   /** graphql-ws's message handler, set by `onMessage`. */
   handle: ((data: string) => Promise<void>) | null;
   /** graphql-ws's close handler, returned by `opened`. */
@@ -101,6 +103,22 @@ interface Connection extends ProtocolSocket {
   expiry: NodeJS.Timeout | null;
   /** A keep-alive ping went out and its pong has not come back yet. */
   awaitingPong: boolean;
+}
+
+/**
+ * One `subscribe` message as graphql-ws runs it, until its handler has returned (the operation's
+ * iterator, if it had one, is then finished). graphql-ws keys operations by the client's id alone:
+ * a `subscribe` reusing an id right after its `complete`, while the first operation is still
+ * starting, made two operations share one entry, so the older one was never ended, not even when
+ * the socket closed (issue 15.5). Such a `subscribe` waits here until the older one is gone.
+ */
+interface Operation {
+  /** A subscription operation onSubscribe accepted: it counts against the limit until its handler returns. */
+  counted: boolean;
+  /** The client sent `complete` for it: its id is free on the client's side. */
+  completed: boolean;
+  /** A `subscribe` with the same id sent after that `complete`, run once this operation is gone. */
+  next: string | null;
 }
 
 type Enveloped = ReturnType<Yoga['getEnveloped']>;
@@ -182,11 +200,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       if (errors.length > 0) return errors;
 
       const operation = getOperationAST(document, payload.operationName);
-      // Counted before the first await, so concurrent subscribe messages cannot both slip under the limit.
+      // Counted before the first await, so concurrent subscribe messages cannot both slip under
+      // the limit, and until its handler returns (see settle), whatever ends it.
       if (operation?.operation === 'subscription') {
-        // graphql-ws forgets an operation before telling us in a few paths (its own errors); drop those.
-        for (const known of connection.subscriptionIds) if (!(known in ctx.subscriptions)) forget(connection, known);
-        if (connection.subscriptionIds.size >= maxSubscriptionsPerSocket) {
+        if (connection.subscriptions >= maxSubscriptionsPerSocket) {
           return [
             new GraphQLError(
               `this socket already runs ${maxSubscriptionsPerSocket} subscriptions (limits.maxSubscriptionsPerSocket); complete one first or open another connection`,
@@ -194,7 +211,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
             ),
           ];
         }
-        connection.subscriptionIds.add(id);
+        const running = connection.operations.get(id);
+        if (!running) throw new Error(`subscribe ${id} reached graphql-ws without passing onSocketMessage`);
+        running.counted = true;
+        connection.subscriptions += 1;
         subscriptionCount += 1;
       }
 
@@ -202,7 +222,6 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       try {
         contextValue = await enveloped.contextFactory();
       } catch (err) {
-        forget(connection, id);
         if (err instanceof GraphQLError) return [err];
         throw err;
       }
@@ -225,11 +244,37 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     onNext: (_ctx, _id, _payload, _args, result) => formatResult(result),
     // Errors from onSubscribe (parse, validation, limits) and from a stream that threw.
     onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatError(maskError(error, INTERNAL_ERROR_MESSAGE))),
-    onComplete: (ctx, id) => forget(ctx.extra, id),
   });
 
-  function forget(connection: Connection, id: string): void {
-    if (connection.subscriptionIds.delete(id)) subscriptionCount -= 1;
+  /**
+   * Hands a message to graphql-ws. A `subscribe` becomes an Operation first, settled when its
+   * handler returns: graphql-ws has then finished with it (its iterator returned, its entry gone).
+   */
+  function dispatch(connection: Connection, text: string, id: string | null): void {
+    if (id === null) return void handle(connection, text);
+    // Set before the handler runs: graphql-ws calls onSubscribe synchronously.
+    const operation: Operation = { counted: false, completed: false, next: null };
+    connection.operations.set(id, operation);
+    void handle(connection, text).then(() => settle(connection, id, operation));
+  }
+
+  function handle(connection: Connection, text: string): Promise<void> {
+    const socket = connection.socket;
+    return connection.handle!(text).catch((err: unknown) => {
+      logInternalError(err);
+      closeSocket(socket, WsCloseCode.InternalServerError, INTERNAL_ERROR_MESSAGE);
+    });
+  }
+
+  function settle(connection: Connection, id: string, operation: Operation): void {
+    if (operation.counted) {
+      connection.subscriptions -= 1;
+      subscriptionCount -= 1;
+    }
+    if (connection.operations.get(id) !== operation) return;
+    connection.operations.delete(id);
+    // The socket closed meanwhile: onClose dropped what was waiting.
+    if (operation.next !== null) dispatch(connection, operation.next, id);
   }
 
   /**
@@ -271,7 +316,8 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     const connection: Connection = {
       socket,
       session: null,
-      subscriptionIds: new Set(),
+      operations: new Map(),
+      subscriptions: 0,
       handle: null,
       closed: null,
       expiry: null,
@@ -319,14 +365,33 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
 
   // ws's listeners, shared by every socket (`this` is the socket).
 
+  /**
+   * Keeps one operation per id inside graphql-ws (see Operation): a `subscribe` reusing the id of
+   * an operation the client completed waits until that one is gone, and a `complete` for such a
+   * waiting `subscribe` drops it (it never started). A `subscribe` for an id that runs and was not
+   * completed goes on to graphql-ws, which closes the socket with 4409.
+   */
   function onSocketMessage(this: WebSocket, data: RawData): void {
     const connection = connections.get(this);
     if (!connection?.handle) return;
-    const socket = this;
-    connection.handle(String(data)).catch((err: unknown) => {
-      logInternalError(err);
-      closeSocket(socket, WsCloseCode.InternalServerError, INTERNAL_ERROR_MESSAGE);
-    });
+    const text = String(data);
+    const message = operationMessage(text);
+    const running = message && connection.operations.get(message.id);
+    if (!message || !running) return dispatch(connection, text, message?.type === 'subscribe' ? message.id : null);
+    if (message.type === 'complete') {
+      if (running.next !== null) running.next = null;
+      else {
+        running.completed = true;
+        dispatch(connection, text, null);
+      }
+      return;
+    }
+    if (!running.completed) return dispatch(connection, text, null);
+    if (running.next !== null) {
+      closeSocket(this, CloseCode.SubscriberAlreadyExists, `Subscriber for ${message.id} already exists`);
+      return;
+    }
+    running.next = text;
   }
 
   function onPong(this: WebSocket): void {
@@ -339,7 +404,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     if (!connection) return;
     connections.delete(this);
     if (connection.expiry) clearTimeout(connection.expiry);
-    // Returns every running operation's iterator; onComplete then forgets each.
+    // Nothing waiting starts any more.
+    for (const operation of connection.operations.values()) operation.next = null;
+    // Returns every running operation's iterator, and graphql-ws returns each still starting as
+    // soon as it has one (its id is no longer known); each is then settled.
     connection.closed?.(code, reason.toString()).catch(logInternalError);
   }
 
@@ -394,6 +462,19 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
         await new Promise<void>((resolve) => wss.close(() => resolve()));
       })()),
   };
+}
+
+/** The id of a `subscribe` or `complete` message; null for any other message (graphql-ws judges those). */
+function operationMessage(text: string): { type: 'subscribe' | 'complete'; id: string } | null {
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof message !== 'object' || message === null) return null;
+  const { type, id } = message as { type?: unknown; id?: unknown };
+  return (type === 'subscribe' || type === 'complete') && typeof id === 'string' ? { type, id } : null;
 }
 
 /** For 'error' events that need no handling but must have a listener (an unhandled 'error' throws). */
