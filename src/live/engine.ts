@@ -372,13 +372,14 @@ export class LiveEngine {
     for (;;) {
       const changes = await this.source.readAfter(logPosition(sub.cursor), 1000);
       if (changes.length === 0) break;
-      await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count);
+      // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
+      if ((await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count)).length === 0) return;
     }
     // Deliveries that arrived meanwhile: whatever the log read already covered is skipped.
     while (sub.backlog && sub.backlog.length) {
       const pending = sub.backlog.filter((c) => comparePositions(c.position, sub.cursor) > 0);
       sub.backlog = [];
-      if (pending.length) await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count);
+      if (pending.length && (await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count)).length === 0) return;
     }
     sub.backlog = null;
   }
