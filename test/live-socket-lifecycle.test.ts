@@ -58,7 +58,7 @@ async function rawClient(sender: string): Promise<RawClient> {
   return { ws, received, until, closed };
 }
 
-const subscribe = (id: string) => JSON.stringify({ id, type: 'subscribe', payload: { query: QUERY } });
+const subscribe = (id: string, query = QUERY, variables?: Record<string, unknown>) => JSON.stringify({ id, type: 'subscribe', payload: { query, variables } });
 const complete = (id: string) => JSON.stringify({ id, type: 'complete' });
 
 /** Polls (never a fixed wait) until `check` holds; fails after WAIT. */
@@ -87,7 +87,7 @@ async function closeAndDrain(client: RawClient, how: 'close' | 'terminate'): Pro
   await within(client.closed, WAIT, 'the close');
   await eventually(() => gw.live.stats.subscriptions === 0, `the engine's subscribers to be gone (still ${gw.live.stats.subscriptions})`);
   await eventually(() => gw.gateway.stats().subscriptions === 0, 'the transport to count none');
-  expect(gw.live.stats.shapes).toBe(0);
+  await eventually(() => gw.live.stats.shapes === 0, `the engine's shapes to be gone (still ${gw.live.stats.shapes})`);
 }
 
 describe('a burst of subscribe and complete on one socket', () => {
@@ -137,5 +137,31 @@ describe('a burst of subscribe and complete on one socket', () => {
       sampler.stop();
       await closeAndDrain(client, 'terminate');
     }
+  });
+
+  it('subscriptions completed before they started leave no shape behind', async () => {
+    const client = await rawClient('alice');
+    // Each with its own values, so each would be a shape of its own.
+    for (let i = 0; i < 8; i++) {
+      client.ws.send(subscribe(`q${i}`, 'subscription ($id: Int!) { doc(where: {id: {_eq: $id}}) { id } }', { id: 100 + i }));
+      client.ws.send(complete(`q${i}`));
+    }
+    client.ws.send(subscribe('last'));
+    await client.until((m) => m.id === 'last' && m.type === 'next', "the last subscription's first result");
+    await closeAndDrain(client, 'close');
+  });
+
+  it('a second subscribe for an id whose reuse is still waiting is one too many: 4409, and nothing is left', async () => {
+    const client = await rawClient('alice');
+    let code = 0;
+    client.ws.once('close', (c) => (code = c));
+    client.ws.send(subscribe('a'));
+    client.ws.send(complete('a'));
+    client.ws.send(subscribe('a'));
+    client.ws.send(subscribe('a'));
+    await within(client.closed, WAIT, 'the close');
+    expect(code).toBe(4409);
+    await eventually(() => gw.live.stats.subscriptions === 0, `the engine's subscribers to be gone (still ${gw.live.stats.subscriptions})`);
+    await eventually(() => gw.gateway.stats().subscriptions === 0, 'the transport to count none');
   });
 });
