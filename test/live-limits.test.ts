@@ -63,6 +63,7 @@ describe('change stream limits', () => {
   // for microseconds. Two subscribers whose filters differ only in that value share one
   // statement; it passes statementTimeoutMs, and only the slow filter's subscriber may pay.
   const CHANGES = 'subscription ($p: String!) { doc_changes(where: {title: {_regex: $p}}) { op row { id } } }';
+  const RESUMING = 'subscription ($p: String!, $after: String) { doc_changes(after: $after, where: {title: {_regex: $p}}) { op row { id } } }';
 
   it('a subscriber whose filter passes statementTimeoutMs ends alone; the one sharing its statement goes on', async () => {
     const shapes = h.live.stats.shapes;
@@ -90,5 +91,34 @@ describe('change stream limits', () => {
     expect(second.payload?.data).toEqual({ doc_changes: { op: 'INSERT', row: { id: 2 } } });
     await good.return?.();
     await eventually(() => h.live.stats.subscriptions === subscriptions, 'both subscribers gone');
+  });
+
+  it('one resuming with after whose catch-up passes statementTimeoutMs ends, and its catch-up stops', async () => {
+    const subscriptions = h.live.stats.subscriptions;
+    // The position before the long row, and that row in the change log (delivered to the marker),
+    // so that the next subscriber's catch-up reads it from the log.
+    const marker = await open('u1', 'subscription { doc_changes(where: {id: {_in: [10, 11]}}) { position } }');
+    const marked = settled(marker.next());
+    await eventually(() => h.live.stats.subscriptions === subscriptions + 1, 'the marker registered');
+    await db.sql`INSERT INTO doc VALUES (10, 'b')`;
+    const after = ((await marked).payload?.data?.['doc_changes'] as { position: string }).position;
+    await db.sql`INSERT INTO doc VALUES (11, repeat('a', 50000))`;
+    expect((await settled(marker.next())).payload?.data?.['doc_changes']).toBeDefined();
+    await marker.return?.();
+
+    const bad = await open('u2', RESUMING, { p: '(a*)*\\1$', after });
+    const outcome = await settled(bad.next());
+    expect((outcome.error as GraphQLError).extensions['code']).toBe('LIMIT_EXCEEDED');
+    await eventually(() => h.live.stats.subscriptions === subscriptions, 'the subscriber gone');
+    // A catch-up that went on after its subscriber ended would read the same change again and
+    // again, one timed-out statement after another (each at least statementTimeoutMs). Three live
+    // queries that each time out take longer than one such round: the engine must have run
+    // exactly their three statements meanwhile.
+    const statements = h.live.stats.statements;
+    for (let i = 0; i < 3; i++) {
+      const heavy = await open('admin', 'subscription { big_aggregate { aggregate { count(columns: owner, distinct: true) } } }');
+      expect((await settled(heavy.next())).error).toBeInstanceOf(GraphQLError);
+    }
+    expect(h.live.stats.statements - statements).toBe(3);
   });
 });
