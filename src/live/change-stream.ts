@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'pg-sql2';
-import { retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
+import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
 import { asOfCtes, asOfSelf, CANDIDATE, DELTA, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
@@ -107,20 +107,62 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
   return out;
 }
 
-export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<void> {
-  for (const step of steps(shape, changes)) {
-    for (let i = 0; i < subs.length; i += batch) {
-      const chunk = subs.slice(i, i + batch);
-      try {
-        await retryOnDisconnect(() => (step.kind === 'changes' ? run(db, shape, chunk, step.part, step.at, step.before, count) : moves(db, shape, chunk, step, count)));
-      } catch (err) {
-        for (const sub of chunk) sub.fail(err);
-        return;
+/**
+ * Evaluates `changes` for `subs`, step by step (in position order), in statements of at most
+ * `batch` subscribers. A subscriber whose statement failed is ended with the error and left out of
+ * the later steps; the others get every event, in order. Returns the subscribers not ended.
+ */
+export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<ChangeSubscriber[]> {
+  let live = subs;
+  try {
+    for (const step of steps(shape, changes)) {
+      const failed = new Set<ChangeSubscriber>();
+      for (let i = 0; i < live.length; i += batch) {
+        for (const sub of await evaluateStep(db, shape, live.slice(i, i + batch), step, count)) failed.add(sub);
       }
+      if (failed.size) live = live.filter((sub) => !failed.has(sub));
     }
+  } catch (err) {
+    // The database stayed unreachable through every retry: no later event can reach anyone in
+    // order, so every stream ends and its client resumes with `after` (the log keeps the events).
+    for (const sub of live) sub.fail(err);
+    return [];
   }
   const last = changes.at(-1)?.position;
-  if (last) for (const sub of subs) if (comparePositions(last, sub.cursor) > 0) sub.cursor = last;
+  if (last) for (const sub of live) if (comparePositions(last, sub.cursor) > 0) sub.cursor = last;
+  return live;
+}
+
+/**
+ * One step for a chunk of subscribers; returns those it ended. One subscriber's values can fail
+ * the statement for all (a valid regular expression that passes statement_timeout on some row):
+ * evaluating each alone then finds it, and the others get their events, as live queries do
+ * (live-query.ts evaluateChunk). Throws only when the database is unreachable.
+ */
+async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: Step, count: () => void): Promise<ChangeSubscriber[]> {
+  const attempt = (subs: ChangeSubscriber[]) =>
+    retryOnDisconnect(() => (step.kind === 'changes' ? run(db, shape, subs, step.part, step.at, step.before, count) : moves(db, shape, subs, step, count)));
+  try {
+    await attempt(chunk);
+    return [];
+  } catch (err) {
+    if (isConnectionError(err)) throw err;
+    if (chunk.length === 1) {
+      chunk[0]!.fail(err);
+      return chunk;
+    }
+  }
+  const failed: ChangeSubscriber[] = [];
+  for (const sub of chunk) {
+    try {
+      await attempt([sub]);
+    } catch (err) {
+      if (isConnectionError(err)) throw err;
+      sub.fail(err);
+      failed.push(sub);
+    }
+  }
+  return failed;
 }
 
 function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<string, unknown> | null, old: Record<string, unknown> | null): Record<string, unknown> {

@@ -246,33 +246,31 @@ export class LiveEngine {
     const match = visible === null ? null : visibleAnd(visible, filter);
     const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}`);
     const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
-    let shape = this.live.get(key);
-    if (!shape) {
-      shape = {
-        key,
-        table: model.name,
-        schema: this.api.schema,
-        expr,
-        match,
-        keys: keys.tracked ? keys : null,
-        width: binder.values.length,
-        tables: tablesRead(this.api, model, field),
-        subscribers: new Map(),
-        dirty: false,
-        images: [],
-        childImages: new Map(),
-        roster: null,
-        newcomers: new Set(),
-        running: false,
-      };
-      this.live.set(key, shape);
-      this.stats.shapes++;
-    }
-    const owner = shape;
+    // Registered when the subscription starts (its first next(), see shapeOf); until then only
+    // this variable holds it.
+    let fresh: LiveShapeState | null = {
+      key,
+      table: model.name,
+      schema: this.api.schema,
+      expr,
+      match,
+      keys: keys.tracked ? keys : null,
+      width: binder.values.length,
+      tables: tablesRead(this.api, model, field),
+      subscribers: new Map(),
+      dirty: false,
+      images: [],
+      childImages: new Map(),
+      roster: null,
+      newcomers: new Set(),
+      running: false,
+    };
     const values = binder.values;
     const valuesKey = JSON.stringify(values);
     // Only the latest result matters: a client that reads slowly skips states, never the last one.
     return new Repeater<unknown>(async (push, stop) => {
+      const owner = this.shapeOf(this.live, fresh!);
+      fresh = null;
       const sub: LiveSubscriber = {
         sid: String(++this.sids),
         values,
@@ -326,16 +324,13 @@ export class LiveEngine {
     for (const { name } of asOf.tables) if (name !== model.name) deltas.set(name, scope.params ? deltaVisibility(this.api, asOf, model.name, name, scope.params) : sql.false);
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson} ${sql.join([...deltas.values()].map((d) => d ?? sql.null), ' ')}`);
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
-    let shape = this.changeShapes.get(key);
-    if (!shape) {
-      const boundaries = new Set(asOf.tables.map((t) => t.name));
-      shape = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, subscribers: new Map(), pending: [], running: false };
-      this.changeShapes.set(key, shape);
-      this.stats.shapes++;
-    }
-    const owner = shape;
+    const boundaries = new Set(asOf.tables.map((t) => t.name));
+    // Registered when the subscription starts, as in subscribeLive.
+    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, subscribers: new Map(), pending: [], running: false };
     const mine = binder.values.slice();
     return new Repeater<unknown>(async (push, stop) => {
+      const owner = this.shapeOf(this.changeShapes, fresh!);
+      fresh = null;
       const sub: ChangeSubscriber = {
         sid: String(++this.sids),
         values: mine,
@@ -368,17 +363,32 @@ export class LiveEngine {
     }, new FixedBuffer(CHANGE_BUFFER));
   }
 
+  /**
+   * The shape registered under `fresh.key`, or `fresh`, registered now. Shapes are registered by
+   * the subscription's executor, which runs on its first next(): a subscription returned before
+   * that (a `complete` that came while it started, its socket closed meanwhile) never runs the
+   * executor nor its cleanup, and a shape it had registered would stay, evaluated for no one.
+   */
+  private shapeOf<T extends { key: string }>(shapes: Map<string, T>, fresh: T): T {
+    const known = shapes.get(fresh.key);
+    if (known) return known;
+    shapes.set(fresh.key, fresh);
+    this.stats.shapes++;
+    return fresh;
+  }
+
   private async catchUp(shape: ChangeShapeState, sub: ChangeSubscriber): Promise<void> {
     for (;;) {
       const changes = await this.source.readAfter(logPosition(sub.cursor), 1000);
       if (changes.length === 0) break;
-      await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count);
+      // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
+      if ((await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count)).length === 0) return;
     }
     // Deliveries that arrived meanwhile: whatever the log read already covered is skipped.
     while (sub.backlog && sub.backlog.length) {
       const pending = sub.backlog.filter((c) => comparePositions(c.position, sub.cursor) > 0);
       sub.backlog = [];
-      if (pending.length) await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count);
+      if (pending.length && (await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count)).length === 0) return;
     }
     sub.backlog = null;
   }

@@ -95,8 +95,10 @@ interface Connection extends ProtocolSocket {
   session: Session | null;
   /** The client's address, as the upgrade request came: anonymous callers are limited by it (concurrency.ts). */
   readonly remoteAddress: string | undefined;
-  /** Ids of the subscription operations counted against the limit. */
-  readonly subscriptionIds: Set<string>;
+  /** The operations graphql-ws is running (from their `subscribe` message to the end of its handler), by id. */
+  readonly operations: Map<string, Operation>;
+  /** How many of them count against limits.maxSubscriptionsPerSocket. */
+  subscriptions: number;
   /** graphql-ws's message handler, set by `onMessage`. */
   handle: ((data: string) => Promise<void>) | null;
   /** graphql-ws's close handler, returned by `opened`. */
@@ -105,6 +107,22 @@ interface Connection extends ProtocolSocket {
   expiry: NodeJS.Timeout | null;
   /** A keep-alive ping went out and its pong has not come back yet. */
   awaitingPong: boolean;
+}
+
+/**
+ * One `subscribe` message as graphql-ws runs it, until its handler has returned (the operation's
+ * iterator, if it had one, is then finished). graphql-ws keys operations by the client's id alone:
+ * a `subscribe` reusing an id right after its `complete`, while the first operation is still
+ * starting, made two operations share one entry, so the older one was never ended, not even when
+ * the socket closed (issue 15.5). Such a `subscribe` waits here until the older one is gone.
+ */
+interface Operation {
+  /** A subscription operation onSubscribe accepted: it counts against the limit until its handler returns. */
+  counted: boolean;
+  /** The client sent `complete` for it: its id is free on the client's side. */
+  completed: boolean;
+  /** A `subscribe` with the same id sent after that `complete`, run once this operation is gone. */
+  next: string | null;
 }
 
 type Enveloped = ReturnType<Yoga['getEnveloped']>;
@@ -186,11 +204,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       if (errors.length > 0) return errors;
 
       const operation = getOperationAST(document, payload.operationName);
-      // Counted before the first await, so concurrent subscribe messages cannot both slip under the limit.
+      // Counted before the first await, so concurrent subscribe messages cannot both slip under
+      // the limit, and until its handler returns (see settle), whatever ends it.
       if (operation?.operation === 'subscription') {
-        // graphql-ws forgets an operation before telling us in a few paths (its own errors); drop those.
-        for (const known of connection.subscriptionIds) if (!(known in ctx.subscriptions)) forget(connection, known);
-        if (connection.subscriptionIds.size >= maxSubscriptionsPerSocket) {
+        if (connection.subscriptions >= maxSubscriptionsPerSocket) {
           return [
             new GraphQLError(
               `this socket already runs ${maxSubscriptionsPerSocket} subscriptions (limits.maxSubscriptionsPerSocket); complete one first or open another connection`,
@@ -198,7 +215,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
             ),
           ];
         }
-        connection.subscriptionIds.add(id);
+        const running = connection.operations.get(id);
+        if (!running) throw new Error(`subscribe ${id} reached graphql-ws without passing onSocketMessage`);
+        running.counted = true;
+        connection.subscriptions += 1;
         subscriptionCount += 1;
       }
 
@@ -206,7 +226,6 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       try {
         contextValue = await enveloped.contextFactory();
       } catch (err) {
-        forget(connection, id);
         if (err instanceof GraphQLError) return [err];
         throw err;
       }
@@ -237,11 +256,37 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       options.mapErrors?.({ errors: formatted });
       return formatted;
     },
-    onComplete: (ctx, id) => forget(ctx.extra, id),
   });
 
-  function forget(connection: Connection, id: string): void {
-    if (connection.subscriptionIds.delete(id)) subscriptionCount -= 1;
+  /**
+   * Hands a message to graphql-ws. A `subscribe` becomes an Operation first, settled when its
+   * handler returns: graphql-ws has then finished with it (its iterator returned, its entry gone).
+   */
+  function dispatch(connection: Connection, text: string, id: string | null): void {
+    if (id === null) return void handle(connection, text);
+    // Set before the handler runs: graphql-ws calls onSubscribe synchronously.
+    const operation: Operation = { counted: false, completed: false, next: null };
+    connection.operations.set(id, operation);
+    void handle(connection, text).then(() => settle(connection, id, operation));
+  }
+
+  function handle(connection: Connection, text: string): Promise<void> {
+    const socket = connection.socket;
+    return connection.handle!(text).catch((err: unknown) => {
+      logInternalError(err);
+      closeSocket(socket, WsCloseCode.InternalServerError, INTERNAL_ERROR_MESSAGE);
+    });
+  }
+
+  function settle(connection: Connection, id: string, operation: Operation): void {
+    if (operation.counted) {
+      connection.subscriptions -= 1;
+      subscriptionCount -= 1;
+    }
+    if (connection.operations.get(id) !== operation) return;
+    connection.operations.delete(id);
+    // The socket closed meanwhile: onClose dropped what was waiting.
+    if (operation.next !== null) dispatch(connection, operation.next, id);
   }
 
   /**
@@ -284,7 +329,8 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       socket,
       session: null,
       remoteAddress: req.socket.remoteAddress,
-      subscriptionIds: new Set(),
+      operations: new Map(),
+      subscriptions: 0,
       handle: null,
       closed: null,
       expiry: null,
@@ -332,14 +378,33 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
 
   // ws's listeners, shared by every socket (`this` is the socket).
 
+  /**
+   * Keeps one operation per id inside graphql-ws (see Operation): a `subscribe` reusing the id of
+   * an operation the client completed waits until that one is gone, and a `complete` for such a
+   * waiting `subscribe` drops it (it never started). A `subscribe` for an id that runs and was not
+   * completed goes on to graphql-ws, which closes the socket with 4409.
+   */
   function onSocketMessage(this: WebSocket, data: RawData): void {
     const connection = connections.get(this);
     if (!connection?.handle) return;
-    const socket = this;
-    connection.handle(String(data)).catch((err: unknown) => {
-      logInternalError(err);
-      closeSocket(socket, WsCloseCode.InternalServerError, INTERNAL_ERROR_MESSAGE);
-    });
+    const text = String(data);
+    const message = operationMessage(text);
+    const running = message && connection.operations.get(message.id);
+    if (!message || !running) return dispatch(connection, text, message?.type === 'subscribe' ? message.id : null);
+    if (message.type === 'complete') {
+      if (running.next !== null) running.next = null;
+      else {
+        running.completed = true;
+        dispatch(connection, text, null);
+      }
+      return;
+    }
+    if (!running.completed) return dispatch(connection, text, null);
+    if (running.next !== null) {
+      closeSocket(this, CloseCode.SubscriberAlreadyExists, `Subscriber for ${message.id} already exists`);
+      return;
+    }
+    running.next = text;
   }
 
   function onPong(this: WebSocket): void {
@@ -352,7 +417,10 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     if (!connection) return;
     connections.delete(this);
     if (connection.expiry) clearTimeout(connection.expiry);
-    // Returns every running operation's iterator; onComplete then forgets each.
+    // Nothing waiting starts any more.
+    for (const operation of connection.operations.values()) operation.next = null;
+    // Returns every running operation's iterator, and graphql-ws returns each still starting as
+    // soon as it has one (its id is no longer known); each is then settled.
     connection.closed?.(code, reason.toString()).catch(logInternalError);
   }
 
@@ -407,6 +475,19 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
         await new Promise<void>((resolve) => wss.close(() => resolve()));
       })()),
   };
+}
+
+/** The id of a `subscribe` or `complete` message; null for any other message (graphql-ws judges those). */
+function operationMessage(text: string): { type: 'subscribe' | 'complete'; id: string } | null {
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof message !== 'object' || message === null) return null;
+  const { type, id } = message as { type?: unknown; id?: unknown };
+  return (type === 'subscribe' || type === 'complete') && typeof id === 'string' ? { type, id } : null;
 }
 
 /** For 'error' events that need no handling but must have a listener (an unhandled 'error' throws). */
