@@ -1,7 +1,8 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { buildClientSchema, getIntrospectionQuery, printSchema, type IntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.ts';
 
@@ -47,6 +48,29 @@ interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
+}
+
+/** `rowgate serve` on a free port until `use` is done; `use` gets its URL, `serve` exits 0 on SIGTERM. */
+async function withServe<T>(args: string[], use: (url: string) => Promise<T>): Promise<{ result: T; run: Run }> {
+  const env = { ...process.env };
+  delete env['DATABASE_URL'];
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { cwd: dir, env });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const exited = new Promise<number | null>((done) => child.on('exit', done));
+  const url = await new Promise<string>((ok, fail) => {
+    child.stdout.on('data', () => {
+      const m = /rowgate: serving (\S+)/.exec(out.stdout);
+      if (m) ok(m[1]!);
+    });
+    void exited.then(() => fail(new Error(`serve exited before listening:\n${out.stderr}`)));
+  });
+  try {
+    return { result: await use(url), run: { code: (child.kill('SIGTERM'), await exited), ...out } };
+  } finally {
+    child.kill('SIGKILL');
+  }
 }
 
 function rowgate(...args: string[]): Promise<Run> {
@@ -187,6 +211,23 @@ describe.concurrent('rowgate explain', () => {
     const run = await rowgate('explain');
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('explain needs --table T');
+  });
+});
+
+describe('rowgate schema', () => {
+  it('prints the SDL serve exposes, Subscription type included', async () => {
+    const config = 'served.json';
+    writeFileSync(join(dir, config), JSON.stringify({ database: { url: db.url }, auth: { adminSecret: 'cli-admin' }, tables: GOOD_TABLES }));
+    const printed = await rowgate('schema', '--config', config);
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toContain('type Subscription {');
+    expect(printed.stdout).toContain('account_changes(');
+    const { result: introspection, run } = await withServe(['--config', config], async (url) => {
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-rowgate-admin-secret': 'cli-admin' }, body: JSON.stringify({ query: getIntrospectionQuery() }) });
+      return ((await res.json()) as { data: IntrospectionQuery }).data;
+    });
+    expect(run.code).toBe(0);
+    expect(printed.stdout.trimEnd()).toBe(printSchema(buildClientSchema(introspection)));
   });
 });
 

@@ -1,10 +1,11 @@
 import { printSchema } from 'graphql';
 import { loadAll } from '../cli/context.ts';
 import { loadConfig } from '../config/index.ts';
-import { buildApi, buildSchema } from '../schema/index.ts';
+import { buildApi } from '../schema/index.ts';
 import { capturedTables } from '../cli/capture.ts';
 import { installCapture, startChangeFeed } from '../db/changes/index.ts';
 import type { Database } from '../db/index.ts';
+import type { ChangeSource } from '../live/index.ts';
 import type { Config } from '../config/index.ts';
 import { createAuthenticator } from './auth.ts';
 import { createGateway } from './http.ts';
@@ -96,11 +97,19 @@ function shutdownSignals(): { received: Promise<NodeJS.Signals>; takeOver(): voi
   return { received, takeOver };
 }
 
-/** `rowgate schema`: the SDL of the schema the gateway would serve. */
+/**
+ * The change source of a schema that is printed, never executed: the live engine behind it (and so
+ * the Subscription type `serve` has) exists, but nothing is captured, followed or delivered.
+ */
+const NO_CHANGES: ChangeSource = { onChanges: () => () => {}, readAfter: async () => [], head: () => '0' };
+
+/** `rowgate schema`: the SDL of the schema `serve` exposes, subscriptions included (codegen needs them). */
 export async function printSdl(configPath: string): Promise<number> {
   const { config, db, catalog, rules } = await loadAll(configPath);
   try {
-    console.log(printSchema(buildSchema({ config, catalog, rules, sql: db.sql })));
+    const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: NO_CHANGES });
+    live?.close();
+    console.log(printSchema(schema));
     return 0;
   } finally {
     await db.close();
