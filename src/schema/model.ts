@@ -1,6 +1,7 @@
 import type { Config } from '../config/index.ts';
 import { baseTables, computedFunction, rootFunction, type Catalog, type Column, type FunctionInfo, type Table } from '../db/index.ts';
 import type { CompiledRules, TablePolicy } from '../rules/index.ts';
+import { plural } from './naming.ts';
 import { scalarFor, type ScalarInfo } from './scalars.ts';
 
 /**
@@ -69,13 +70,6 @@ export interface ApiModel {
   functions: RootFunction[];
   /** Names of the query, mutation and subscription types. */
   rootTypes: { query: string; mutation: string; subscription: string };
-}
-
-/** A naive English plural, enough for table names: player → players, company → companies. */
-function plural(name: string): string {
-  if (/[^aeiou]y$/.test(name)) return `${name.slice(0, -1)}ies`;
-  if (/(s|x|z|ch|sh)$/.test(name)) return `${name}es`;
-  return `${name}s`;
 }
 
 export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database' | 'graphql'> & Partial<Pick<Config, 'functions'>>, catalog: Catalog, rules: CompiledRules): ApiModel {
