@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildClientSchema, getIntrospectionQuery, printSchema, type IntrospectionQuery } from 'graphql';
@@ -9,6 +9,7 @@ import { useTestDatabase } from './support/db.ts';
 // The real CLI (DESIGN §1): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
 const db = useTestDatabase();
 const BIN = resolve(import.meta.dirname, '../bin/rowgate.mjs');
+const DEMO_CONFIG = resolve(import.meta.dirname, '../demo/rowgate.config.json');
 const INJECT = "' OR 1=1 --";
 
 let dir: string;
@@ -50,46 +51,56 @@ interface Run {
   stderr: string;
 }
 
-/** `rowgate serve` on a free port until `use` is done; `use` gets its URL, `serve` exits 0 on SIGTERM. */
-async function withServe<T>(args: string[], use: (url: string) => Promise<T>): Promise<{ result: T; run: Run }> {
-  const env = { ...process.env };
-  delete env['DATABASE_URL'];
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { cwd: dir, env });
+/**
+ * A long-running command (`serve`, `demo`) in `cwd` until `use` is done: `use` gets the match of
+ * `ready` in its stdout; the command then gets SIGTERM and must exit by itself.
+ */
+async function whileRunning<T>(cwd: string, args: string[], ready: RegExp, use: (match: RegExpExecArray) => Promise<T>): Promise<{ result: T; run: Run }> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: withoutDatabaseUrl() });
   const out = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
   const exited = new Promise<number | null>((done) => child.on('exit', done));
-  const url = await new Promise<string>((ok, fail) => {
+  const match = await new Promise<RegExpExecArray>((ok, fail) => {
     child.stdout.on('data', () => {
-      const m = /rowgate: serving (\S+)/.exec(out.stdout);
-      if (m) ok(m[1]!);
+      const m = ready.exec(out.stdout);
+      if (m) ok(m);
     });
-    void exited.then(() => fail(new Error(`serve exited before listening:\n${out.stderr}`)));
+    void exited.then(() => fail(new Error(`${args[0]} exited before it was ready:\n${out.stderr}`)));
   });
   try {
-    return { result: await use(url), run: { code: (child.kill('SIGTERM'), await exited), ...out } };
+    return { result: await use(match), run: { code: (child.kill('SIGTERM'), await exited), ...out } };
   } finally {
     child.kill('SIGKILL');
   }
 }
 
-function rowgate(...args: string[]): Promise<Run> {
-  // The file's database URL must be the one used: no DATABASE_URL from the environment.
+/** The file's database URL must be the one used: no DATABASE_URL from the environment. */
+function withoutDatabaseUrl(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env['DATABASE_URL'];
+  return env;
+}
+
+function rowgate(...args: string[]): Promise<Run> {
+  return rowgateIn(dir, ...args);
+}
+
+function rowgateIn(cwd: string, ...args: string[]): Promise<Run> {
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: dir, env, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, env: withoutDatabaseUrl(), timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
       done({ code, stdout, stderr });
     });
   });
 }
-
 // Each test spawns its own process with its own config file, so they run concurrently.
 describe.concurrent('rowgate check', () => {
   it('exits 0 and prints one summary line per table', async () => {
     const run = await rowgate('check');
-    expect(run.stderr).toBe('');
+    // Which database it looked at, on stderr, without user or password.
+    const { hostname, port, pathname } = new URL(db.url);
+    expect(run.stderr).toBe(`rowgate: database ${hostname}:${port}${pathname} (from database.url in the config)\n`);
     expect(run.code).toBe(0);
     expect(run.stdout.trimEnd().split('\n')).toEqual([
       'account: select 2 rules, insert 1 rule, update 1 rule, delete 1 rule; reads admin',
@@ -110,7 +121,9 @@ describe.concurrent('rowgate check', () => {
     const run = await rowgate('check', '--config', config);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    const err = run.stderr;
+    const [where, ...problems] = run.stderr.split('\n');
+    expect(where).toMatch(/^rowgate: database /);
+    const err = problems.join('\n');
     expect(err.startsWith('3 problems in the rules:\n\n')).toBe(true);
     expect(err).toContain(
       [
@@ -158,7 +171,7 @@ describe.concurrent('rowgate check', () => {
 describe.concurrent('rowgate explain', () => {
   it('prints SQL with placeholders and the bound values apart; the sender never reaches the SQL', async () => {
     const run = await rowgate('explain', '--table', 'player', '--sender', INJECT, '--claims', '{"level":3}');
-    expect(run.stderr).toBe('');
+    expect(run.stderr).toMatch(/^rowgate: database [^\n]+\n$/);
     expect(run.code).toBe(0);
     const lines = run.stdout.trimEnd().split('\n');
     const bound = lines.filter((l) => l.startsWith('--   $'));
@@ -222,12 +235,39 @@ describe('rowgate schema', () => {
     expect(printed.code).toBe(0);
     expect(printed.stdout).toContain('type Subscription {');
     expect(printed.stdout).toContain('account_changes(');
-    const { result: introspection, run } = await withServe(['--config', config], async (url) => {
-      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-rowgate-admin-secret': 'cli-admin' }, body: JSON.stringify({ query: getIntrospectionQuery() }) });
+    const { result: introspection, run } = await whileRunning(dir, ['serve', '--port', '0', '--config', config], /rowgate: serving (\S+)/, async ([, url]) => {
+      const res = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json', 'x-rowgate-admin-secret': 'cli-admin' }, body: JSON.stringify({ query: getIntrospectionQuery() }) });
       return ((await res.json()) as { data: IntrospectionQuery }).data;
     });
     expect(run.code).toBe(0);
     expect(printed.stdout.trimEnd()).toBe(printSchema(buildClientSchema(introspection)));
+  });
+});
+
+describe('beside the demo (npm start)', () => {
+  it('schema and check use the embedded database the demo runs, and say so; the demo prints its DATABASE_URL', async () => {
+    const demoDir = mkdtempSync(join(tmpdir(), 'rowgate-cli-demo-'));
+    // The embedded server runs as an unprivileged user when we are root; it must enter the directory.
+    chmodSync(demoDir, 0o755);
+    try {
+      const { result, run } = await whileRunning(demoDir, ['demo', '--port', '0'], /DATABASE_URL=(\S+)/, async ([, url]) => {
+        const check = await rowgateIn(demoDir, 'check', '--config', DEMO_CONFIG);
+        const schema = await rowgateIn(demoDir, 'schema', '--config', DEMO_CONFIG);
+        return { url: url!, check, schema };
+      });
+      expect(run.code).toBe(0);
+      const { port, pathname } = new URL(result.url);
+      expect(result.check.code).toBe(0);
+      expect(result.check.stdout).toContain('every rule valid');
+      expect(result.check.stderr).toMatch(
+        new RegExp(`^rowgate: database 127\\.0\\.0\\.1:${port}${pathname}: no DATABASE_URL or database\\.url is set, so this is the embedded demo database in \\.rowgate/pgdata, already running as PostgreSQL process \\d+`),
+      );
+      expect(result.schema.code).toBe(0);
+      expect(result.schema.stdout).toContain('type Subscription {');
+      expect(result.schema.stderr).not.toContain('TypeError');
+    } finally {
+      rmSync(demoDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -23,8 +23,8 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Runs on the open database before the catalog is read (the demo creates its tables here). */
   prepare?: (db: Database, config: Config) => Promise<void>;
-  /** Runs once the gateway listens (the demo prints tokens here). */
-  onListening?: (url: string, config: Config) => Promise<void>;
+  /** Runs once the gateway listens (the demo prints tokens and its database here). */
+  onListening?: (url: string, config: Config, db: Database) => Promise<void>;
 }
 
 /** The port: `--port`, else the PORT environment variable, else 4000. */
@@ -57,7 +57,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     try {
       const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
       log(`rowgate: serving ${url}`);
-      await options.onListening?.(url, config);
+      await options.onListening?.(url, config, db);
       await stop;
       log('rowgate: shutting down');
       await gateway.close();
