@@ -1,9 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildClientSchema, getIntrospectionQuery, printSchema, type IntrospectionQuery } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.ts';
+import { parseConfig } from '../src/config/index.ts';
+import { noAuthenticationWarning } from '../src/server/auth.ts';
 import { useTestDatabase } from './support/db.ts';
 
 // The real CLI (DESIGN §1): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
@@ -240,6 +243,8 @@ describe('rowgate schema', () => {
       return ((await res.json()) as { data: IntrospectionQuery }).data;
     });
     expect(run.code).toBe(0);
+    // An admin secret is a way in: no warning.
+    expect(run.stderr).not.toContain('warning');
     expect(printed.stdout.trimEnd()).toBe(printSchema(buildClientSchema(introspection)));
   });
 });
@@ -271,6 +276,87 @@ describe('beside the demo (npm start)', () => {
   });
 });
 
+describe('rowgate serve', () => {
+  it('warns on stderr when the config can authenticate nobody, and every request is refused', async () => {
+    const { result: status, run } = await whileRunning(dir, ['serve', '--port', '0'], /rowgate: serving (\S+)/, async ([, url]) => {
+      const res = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+      return res.status;
+    });
+    expect(status).toBe(401);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('rowgate: warning: no way to authenticate anyone: every request is refused with 401; set auth.jwt.secret');
+  });
+
+  it('the warning: none with a usable secret, JWKS file or admin secret; a secret no accepted algorithm uses is none', () => {
+    const warning = (auth: Record<string, unknown>) => noAuthenticationWarning(parseConfig({ auth, tables: {} }, {}).auth);
+    expect(warning({ jwt: { secret: 's' } })).toBeNull();
+    expect(warning({ jwt: { jwksFile: 'keys.json', algorithms: ['RS256'] } })).toBeNull();
+    expect(warning({ adminSecret: 'a' })).toBeNull();
+    expect(warning({ jwt: { secret: 's', algorithms: ['RS256'] } })).toContain('auth.jwt.secret is set, but auth.jwt.algorithms RS256 lists no HMAC algorithm');
+    expect(warning({ anonymous: true })).toContain('every request is anonymous');
+  });
+});
+
+describe('help and version', () => {
+  const COMMANDS = ['serve', 'schema', 'token', 'check', 'explain', 'demo', 'capture', 'policies'];
+
+  it('rowgate serve --help prints its usage and options and exits 0; --version prints package.json\'s version', async () => {
+    const help = await rowgate('serve', '--help');
+    expect(help.code).toBe(0);
+    expect(help.stderr).toBe('');
+    expect(help.stdout.startsWith('usage: rowgate serve [--config F] [--port N] [--host H]\n')).toBe(true);
+    for (const option of ['--config F', '--port N', '--host H']) expect(help.stdout).toContain(option);
+    const version = await rowgate('--version');
+    expect(version.code).toBe(0);
+    expect(version.stdout).toBe(`${(JSON.parse(readFileSync(resolve(import.meta.dirname, '../package.json'), 'utf8')) as { version: string }).version}\n`);
+  });
+
+  // The same entry point in this process (a process per case would be dozens of startups).
+  it.each(COMMANDS)('%s --help, -h and help %s print its usage on stdout and exit 0', async (name) => {
+    const help = await inProcess([name, '--help']);
+    expect(help).toEqual({ code: 0, stdout: expect.stringMatching(new RegExp(`^usage: rowgate ${name}`)), stderr: '' });
+    expect(await inProcess([name, '-h'])).toEqual(help);
+    expect(await inProcess(['help', name])).toEqual(help);
+  });
+
+  it.each([['--help'], ['-h'], ['help']])('%s prints every command on stdout and exits 0', async (arg) => {
+    const run = await inProcess([arg]);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout.startsWith('usage: rowgate <command> [options]')).toBe(true);
+    for (const name of COMMANDS) expect(run.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+  });
+
+  it('no command exits 2 with the usage', async () => {
+    const run = await inProcess([]);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('usage: rowgate <command> [options]');
+  });
+
+  it('help of an unknown command exits 2', async () => {
+    const run = await inProcess(['help', 'frobnicate']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('unknown command "frobnicate"');
+  });
+});
+
+/** `main(args)` in this process, with what it writes to stdout and stderr. */
+async function inProcess(args: string[]): Promise<Run> {
+  const out = { stdout: '', stderr: '' };
+  const capture = (stream: 'stdout' | 'stderr') =>
+    vi.spyOn(process[stream], 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out[stream] += chunk.toString();
+      return true;
+    });
+  const spies = [capture('stdout'), capture('stderr')];
+  try {
+    return { code: await main(args), ...out };
+  } finally {
+    for (const spy of spies) spy.mockRestore();
+  }
+}
+
 describe.concurrent('usage', () => {
   it('an unknown command exits 2 with the usage', async () => {
     const run = await rowgate('frobnicate');
@@ -280,9 +366,10 @@ describe.concurrent('usage', () => {
     expect(run.stderr).toContain('usage: rowgate <command> [options]');
   });
 
-  it('an unknown option exits 2', async () => {
+  it("an unknown option exits 2 with the command's usage", async () => {
     const run = await rowgate('check', '--bogus');
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain('usage: rowgate');
+    expect(run.stderr).toContain('usage: rowgate check [--config F]');
   });
+
 });

@@ -7,7 +7,7 @@ import { installCapture, startChangeFeed } from '../db/changes/index.ts';
 import type { Database } from '../db/index.ts';
 import type { ChangeSource } from '../live/index.ts';
 import type { Config } from '../config/index.ts';
-import { createAuthenticator } from './auth.ts';
+import { createAuthenticator, noAuthenticationWarning } from './auth.ts';
 import { createGateway } from './http.ts';
 import { signToken } from './token.ts';
 
@@ -47,6 +47,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   const stop = signals?.received ?? options.stopSignal;
   const { config, db, catalog, rules } = await loadAll(options.configPath, { handleSignals: false, ...(options.prepare ? { prepare: options.prepare } : {}) });
   signals?.takeOver();
+  const warning = noAuthenticationWarning(config.auth);
+  if (warning) process.stderr.write(`rowgate: warning: ${warning}\n`);
   try {
     // Capture changes of every listed table and every table a rule reads, then follow the log.
     const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
