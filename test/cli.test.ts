@@ -164,6 +164,26 @@ describe.concurrent('rowgate check', () => {
     expect(run.stderr).toContain('tables.ghost: no table "ghost" in schema "public"');
   });
 
+  it('exits 1 naming the known relationships when a relationships rename names none', async () => {
+    const config = writeConfig('renames.json', {
+      ...GOOD_TABLES,
+      account: { ...GOOD_TABLES.account, relationships: { players: 'members', playerz: 'squad' } },
+      admin: { select: 'public', relationships: { accounts: 'granted' } },
+    });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain(
+      [
+        'the config renames relationships that do not exist:',
+        '  tables.account.relationships: "playerz" is not a relationship of account; its relationships are "players"',
+        '  tables.admin.relationships: "accounts" is not a relationship of admin; it has none (they come from foreign keys between listed tables, on readable columns)',
+      ].join('\n'),
+    );
+    // The valid rename is not reported.
+    expect(run.stderr).not.toContain('"players" is not');
+  });
+
   it('exits 1 when the config file does not exist', async () => {
     const run = await rowgate('check', '--config', 'nope.json');
     expect(run.code).toBe(1);
