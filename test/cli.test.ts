@@ -11,6 +11,9 @@ import { useTestDatabase } from './support/db.ts';
 
 // The real CLI (DESIGN §1): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
 const db = useTestDatabase();
+// Every test starts Node processes (tsx compiles the CLI in each), several at once: on a loaded
+// machine one takes tens of seconds, so the file allows more than the default 60 s per test.
+vi.setConfig({ testTimeout: 180_000 });
 const BIN = resolve(import.meta.dirname, '../bin/rowgate.mjs');
 const DEMO_CONFIG = resolve(import.meta.dirname, '../demo/rowgate.config.json');
 const INJECT = "' OR 1=1 --";
@@ -91,7 +94,7 @@ function rowgate(...args: string[]): Promise<Run> {
 
 function rowgateIn(cwd: string, ...args: string[]): Promise<Run> {
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { cwd, env: withoutDatabaseUrl(), timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, env: withoutDatabaseUrl(), timeout: 150_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
       done({ code, stdout, stderr });
     });
