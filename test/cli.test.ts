@@ -112,6 +112,7 @@ describe.concurrent('rowgate check', () => {
       'account: select 2 rules, insert 1 rule, update 1 rule, delete 1 rule; reads admin',
       'player: select 2 rules, insert —, update —, delete —; reads account, admin',
       'admin: select public, insert —, update —, delete —',
+      "claims read from the caller's token (null when a token lacks one): :level",
       'ok: 3 tables, every rule valid',
     ]);
   });
@@ -165,6 +166,13 @@ describe.concurrent('rowgate check', () => {
     const run = await rowgate('check', '--config', config);
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('tables.ghost: no table "ghost" in schema "public"');
+  });
+
+  it('lists the claims the rules read, so a misspelt :sender shows', async () => {
+    const config = writeConfig('claims.json', { account: { select: 'public', delete: ['SELECT * FROM account WHERE identity = :sendr'] } });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("claims read from the caller's token (null when a token lacks one): :sendr\n");
   });
 
   it('exits 1 naming the known relationships when a relationships rename names none', async () => {

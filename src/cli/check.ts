@@ -27,6 +27,9 @@ export async function check(configPath: string): Promise<number> {
     // The API model checks what the rules do not: that every relationship rename names one.
     buildModel(config, catalog, rules);
     for (const line of summary(rules)) console.log(line);
+    // A misspelt parameter (`:sendr`) is a claim no token carries: it is null, and its rule matches nothing.
+    const claims = rules.claimsRead();
+    if (claims.length) console.log(`claims read from the caller's token (null when a token lacks one): ${claims.map((c) => `:${c}`).join(', ')}`);
     console.log(`ok: ${rules.policies.size} table${rules.policies.size === 1 ? '' : 's'}, every rule valid`);
     return 0;
   } finally {
