@@ -1,14 +1,22 @@
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildClientSchema, getIntrospectionQuery, printSchema, type IntrospectionQuery } from 'graphql';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.ts';
+import { parseConfig } from '../src/config/index.ts';
+import { noAuthenticationWarning } from '../src/server/auth.ts';
 import { useTestDatabase } from './support/db.ts';
 import { startGateway } from './support/gateway.ts';
 
 // The real CLI (docs/configuration.md): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
 const db = useTestDatabase();
+// Every test starts Node processes (tsx compiles the CLI in each), several at once: on a loaded
+// machine one takes tens of seconds, so the file allows more than the default 60 s per test.
+vi.setConfig({ testTimeout: 180_000 });
 const BIN = resolve(import.meta.dirname, '../bin/rowgate.mjs');
+const DEMO_CONFIG = resolve(import.meta.dirname, '../demo/rowgate.config.json');
 const INJECT = "' OR 1=1 --";
 
 let dir: string;
@@ -50,16 +58,53 @@ interface Run {
   stderr: string;
 }
 
-function rowgate(...args: string[]): Promise<Run> {
-  return rowgateWith({}, ...args);
+/**
+ * A long-running command (`serve`, `demo`) in `cwd` until `use` is done: `use` gets the match of
+ * `ready` in its stdout; the command then gets SIGTERM and must exit by itself.
+ */
+async function whileRunning<T>(cwd: string, args: string[], ready: RegExp, use: (match: RegExpExecArray) => Promise<T>): Promise<{ result: T; run: Run }> {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: withoutDatabaseUrl() });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (out.stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
+  const exited = new Promise<number | null>((done) => child.on('exit', done));
+  const match = await new Promise<RegExpExecArray>((ok, fail) => {
+    child.stdout.on('data', () => {
+      const m = ready.exec(out.stdout);
+      if (m) ok(m);
+    });
+    void exited.then(() => fail(new Error(`${args[0]} exited before it was ready:\n${out.stderr}`)));
+  });
+  try {
+    return { result: await use(match), run: { code: (child.kill('SIGTERM'), await exited), ...out } };
+  } finally {
+    child.kill('SIGKILL');
+  }
 }
 
+/** The file's database URL must be the one used: no DATABASE_URL from the environment. */
+function withoutDatabaseUrl(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env['DATABASE_URL'];
+  return env;
+}
+
+function rowgate(...args: string[]): Promise<Run> {
+  return rowgateIn(dir, ...args);
+}
+
+/** As `rowgate`, with these environment variables set (`init` reads DATABASE_URL). */
 function rowgateWith(extra: Record<string, string>, ...args: string[]): Promise<Run> {
-  // The file's database URL must be the one used: no DATABASE_URL from the environment.
-  const env: Record<string, string | undefined> = { ...process.env, ...extra };
-  if (!('DATABASE_URL' in extra)) delete env['DATABASE_URL'];
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: dir, env, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: dir, env: { ...withoutDatabaseUrl(), ...extra }, timeout: 150_000 }, (error, stdout, stderr) => {
+      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
+    });
+  });
+}
+
+function rowgateIn(cwd: string, ...args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { cwd, env: withoutDatabaseUrl(), timeout: 150_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
       done({ code, stdout, stderr });
     });
@@ -103,12 +148,15 @@ describe('rowgate init', () => {
 describe.concurrent('rowgate check', () => {
   it('exits 0 and prints one summary line per table', async () => {
     const run = await rowgate('check');
-    expect(run.stderr).toBe('');
+    // Which database it looked at, on stderr, without user or password.
+    const { hostname, port, pathname } = new URL(db.url);
+    expect(run.stderr).toBe(`rowgate: database ${hostname}:${port}${pathname} (from database.url in the config)\n`);
     expect(run.code).toBe(0);
     expect(run.stdout.trimEnd().split('\n')).toEqual([
       'account: select 2 rules, insert 1 rule, update 1 rule, delete 1 rule; reads admin',
       'player: select 2 rules, insert —, update —, delete —; reads account, admin',
       'admin: select public, insert —, update —, delete —',
+      "claims read from the caller's token (null when a token lacks one): :level",
       'ok: 3 tables, every rule valid',
     ]);
   });
@@ -124,7 +172,9 @@ describe.concurrent('rowgate check', () => {
     const run = await rowgate('check', '--config', config);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    const err = run.stderr;
+    const [where, ...problems] = run.stderr.split('\n');
+    expect(where).toMatch(/^rowgate: database /);
+    const err = problems.join('\n');
     expect(err.startsWith('3 problems in the rules:\n\n')).toBe(true);
     expect(err).toContain(
       [
@@ -162,6 +212,33 @@ describe.concurrent('rowgate check', () => {
     expect(run.stderr).toContain('tables.ghost: no table "ghost" in schema "public"');
   });
 
+  it('lists the claims the rules read, so a misspelt :sender shows', async () => {
+    const config = writeConfig('claims.json', { account: { select: 'public', delete: ['SELECT * FROM account WHERE identity = :sendr'] } });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("claims read from the caller's token (null when a token lacks one): :sendr\n");
+  });
+
+  it('exits 1 naming the known relationships when a relationships rename names none', async () => {
+    const config = writeConfig('renames.json', {
+      ...GOOD_TABLES,
+      account: { ...GOOD_TABLES.account, relationships: { players: 'members', playerz: 'squad' } },
+      admin: { select: 'public', relationships: { accounts: 'granted' } },
+    });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain(
+      [
+        'the config renames relationships that do not exist:',
+        '  tables.account.relationships: "playerz" is not a relationship of account; its relationships are "players"',
+        '  tables.admin.relationships: "accounts" is not a relationship of admin; it has none (they come from foreign keys between listed tables, on readable columns)',
+      ].join('\n'),
+    );
+    // The valid rename is not reported.
+    expect(run.stderr).not.toContain('"players" is not');
+  });
+
   it('exits 1 when the config file does not exist', async () => {
     const run = await rowgate('check', '--config', 'nope.json');
     expect(run.code).toBe(1);
@@ -172,7 +249,7 @@ describe.concurrent('rowgate check', () => {
 describe.concurrent('rowgate explain', () => {
   it('prints SQL with placeholders and the bound values apart; the sender never reaches the SQL', async () => {
     const run = await rowgate('explain', '--table', 'player', '--sender', INJECT, '--claims', '{"level":3}');
-    expect(run.stderr).toBe('');
+    expect(run.stderr).toMatch(/^rowgate: database [^\n]+\n$/);
     expect(run.code).toBe(0);
     const lines = run.stdout.trimEnd().split('\n');
     const bound = lines.filter((l) => l.startsWith('--   $'));
@@ -228,6 +305,133 @@ describe.concurrent('rowgate explain', () => {
   });
 });
 
+describe('rowgate schema', () => {
+  it('prints the SDL serve exposes, Subscription type included', async () => {
+    const config = 'served.json';
+    writeFileSync(join(dir, config), JSON.stringify({ database: { url: db.url }, auth: { adminSecret: 'cli-admin' }, tables: GOOD_TABLES }));
+    const printed = await rowgate('schema', '--config', config);
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toContain('type Subscription {');
+    expect(printed.stdout).toContain('account_changes(');
+    const { result: introspection, run } = await whileRunning(dir, ['serve', '--port', '0', '--config', config], /rowgate: serving (\S+)/, async ([, url]) => {
+      const res = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json', 'x-rowgate-admin-secret': 'cli-admin' }, body: JSON.stringify({ query: getIntrospectionQuery() }) });
+      return ((await res.json()) as { data: IntrospectionQuery }).data;
+    });
+    expect(run.code).toBe(0);
+    // An admin secret is a way in: no warning.
+    expect(run.stderr).not.toContain('warning');
+    expect(printed.stdout.trimEnd()).toBe(printSchema(buildClientSchema(introspection)));
+  });
+});
+
+describe('beside the demo (npm start)', () => {
+  it('schema and check use the embedded database the demo runs, and say so; the demo prints its DATABASE_URL', async () => {
+    const demoDir = mkdtempSync(join(tmpdir(), 'rowgate-cli-demo-'));
+    // The embedded server runs as an unprivileged user when we are root; it must enter the directory.
+    chmodSync(demoDir, 0o755);
+    try {
+      const { result, run } = await whileRunning(demoDir, ['demo', '--port', '0'], /DATABASE_URL=(\S+)/, async ([, url]) => {
+        const check = await rowgateIn(demoDir, 'check', '--config', DEMO_CONFIG);
+        const schema = await rowgateIn(demoDir, 'schema', '--config', DEMO_CONFIG);
+        return { url: url!, check, schema };
+      });
+      expect(run.code).toBe(0);
+      const { port, pathname } = new URL(result.url);
+      expect(result.check.code).toBe(0);
+      expect(result.check.stdout).toContain('every rule valid');
+      expect(result.check.stderr).toMatch(
+        new RegExp(`^rowgate: database 127\\.0\\.0\\.1:${port}${pathname}: no DATABASE_URL or database\\.url is set, so this is the embedded demo database in \\.rowgate/pgdata, already running as PostgreSQL process \\d+`),
+      );
+      expect(result.schema.code).toBe(0);
+      expect(result.schema.stdout).toContain('type Subscription {');
+      expect(result.schema.stderr).not.toContain('TypeError');
+    } finally {
+      rmSync(demoDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('rowgate serve', () => {
+  it('warns on stderr when the config can authenticate nobody, and every request is refused', async () => {
+    const { result: status, run } = await whileRunning(dir, ['serve', '--port', '0'], /rowgate: serving (\S+)/, async ([, url]) => {
+      const res = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+      return res.status;
+    });
+    expect(status).toBe(401);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('rowgate: warning: no way to authenticate anyone: every request is refused with 401; set auth.jwt.secret');
+  });
+
+  it('the warning: none with a usable secret, JWKS file or admin secret; a secret no accepted algorithm uses is none', () => {
+    const warning = (auth: Record<string, unknown>) => noAuthenticationWarning(parseConfig({ auth, tables: {} }, {}).auth);
+    expect(warning({ jwt: { secret: 's' } })).toBeNull();
+    expect(warning({ jwt: { jwksFile: 'keys.json', algorithms: ['RS256'] } })).toBeNull();
+    expect(warning({ adminSecret: 'a' })).toBeNull();
+    expect(warning({ jwt: { secret: 's', algorithms: ['RS256'] } })).toContain('auth.jwt.secret is set, but auth.jwt.algorithms RS256 lists no HMAC algorithm');
+    expect(warning({ anonymous: true })).toContain('every request is anonymous');
+  });
+});
+
+describe('help and version', () => {
+  const COMMANDS = ['serve', 'schema', 'token', 'check', 'explain', 'demo', 'capture', 'policies'];
+
+  it('rowgate serve --help prints its usage and options and exits 0; --version prints package.json\'s version', async () => {
+    const help = await rowgate('serve', '--help');
+    expect(help.code).toBe(0);
+    expect(help.stderr).toBe('');
+    expect(help.stdout.startsWith('usage: rowgate serve [--config F] [--port N] [--host H]\n')).toBe(true);
+    for (const option of ['--config F', '--port N', '--host H']) expect(help.stdout).toContain(option);
+    const version = await rowgate('--version');
+    expect(version.code).toBe(0);
+    expect(version.stdout).toBe(`${(JSON.parse(readFileSync(resolve(import.meta.dirname, '../package.json'), 'utf8')) as { version: string }).version}\n`);
+  });
+
+  // The same entry point in this process (a process per case would be dozens of startups).
+  it.each(COMMANDS)('%s --help, -h and help %s print its usage on stdout and exit 0', async (name) => {
+    const help = await inProcess([name, '--help']);
+    expect(help).toEqual({ code: 0, stdout: expect.stringMatching(new RegExp(`^usage: rowgate ${name}`)), stderr: '' });
+    expect(await inProcess([name, '-h'])).toEqual(help);
+    expect(await inProcess(['help', name])).toEqual(help);
+  });
+
+  it.each([['--help'], ['-h'], ['help']])('%s prints every command on stdout and exits 0', async (arg) => {
+    const run = await inProcess([arg]);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(run.stdout.startsWith('usage: rowgate <command> [options]')).toBe(true);
+    for (const name of COMMANDS) expect(run.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+  });
+
+  it('no command exits 2 with the usage', async () => {
+    const run = await inProcess([]);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('usage: rowgate <command> [options]');
+  });
+
+  it('help of an unknown command exits 2', async () => {
+    const run = await inProcess(['help', 'frobnicate']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('unknown command "frobnicate"');
+  });
+});
+
+/** `main(args)` in this process, with what it writes to stdout and stderr. */
+async function inProcess(args: string[]): Promise<Run> {
+  const out = { stdout: '', stderr: '' };
+  const capture = (stream: 'stdout' | 'stderr') =>
+    vi.spyOn(process[stream], 'write').mockImplementation((chunk: string | Uint8Array) => {
+      out[stream] += chunk.toString();
+      return true;
+    });
+  const spies = [capture('stdout'), capture('stderr')];
+  try {
+    return { code: await main(args), ...out };
+  } finally {
+    for (const spy of spies) spy.mockRestore();
+  }
+}
+
 describe.concurrent('usage', () => {
   it('an unknown command exits 2 with the usage', async () => {
     const run = await rowgate('frobnicate');
@@ -237,9 +441,10 @@ describe.concurrent('usage', () => {
     expect(run.stderr).toContain('usage: rowgate <command> [options]');
   });
 
-  it('an unknown option exits 2', async () => {
+  it("an unknown option exits 2 with the command's usage", async () => {
     const run = await rowgate('check', '--bogus');
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain('usage: rowgate');
+    expect(run.stderr).toContain('usage: rowgate check [--config F]');
   });
+
 });

@@ -103,6 +103,21 @@ const CASES: Case[] = [
     hint: '`JOIN admin ON admin.identity = :sender`), or join without one: `CROSS JOIN admin` or `FROM account, admin`',
   },
   {
+    name: "JOIN without ON on the user's own tables: the hint moves the rule's own WHERE into the ON",
+    table: 'player',
+    rule: 'SELECT player.* FROM player JOIN account WHERE account.id = player.id\n  AND account.name = :sender',
+    column: 42,
+    message: 'a JOIN needs a join condition: "JOIN account WHERE …" is not PostgreSQL',
+    hint: '`JOIN account ON account.id = player.id AND account.name = :sender`), or join without one: `CROSS JOIN account` or `FROM player, account`',
+  },
+  {
+    name: 'JOIN without ON at the end of the rule: the hint has no condition to borrow',
+    rule: 'SELECT account.* FROM account JOIN admin',
+    column: 41,
+    message: 'a JOIN needs a join condition: "JOIN admin" is not PostgreSQL',
+    hint: '`JOIN admin ON <a condition on admin>`)',
+  },
+  {
     name: 'a syntax error at the end, after a :sender (positions map back through the rewrite)',
     rule: 'SELECT * FROM account WHERE identity = :sender AND',
     column: 51,

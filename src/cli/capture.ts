@@ -1,9 +1,10 @@
 import { loadConfig } from '../config/index.ts';
 import { installCapture, removeCapture } from '../db/changes/index.ts';
-import { baseTables, openDatabase } from '../db/index.ts';
+import { baseTables } from '../db/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import type { Catalog } from '../db/index.ts';
 import { loadAll } from './context.ts';
+import { openForCommand } from './database.ts';
 
 /** Every table whose changes can change what a subscriber sees: the listed ones and every table their rules read. */
 export function capturedTables(rules: CompiledRules, catalog: Catalog, listed: string[]): { tables: string[]; views: string[] } {
@@ -22,7 +23,7 @@ export async function capture(configPath: string, drop: boolean): Promise<number
   if (drop) {
     // Removing needs no valid rules: it must work for a config that no longer loads.
     const config = await loadConfig(configPath);
-    const db = await openDatabase(config.database.url);
+    const db = await openForCommand(config);
     try {
       const { removed } = await removeCapture(db.sql, config.database.schema);
       console.log(`capture removed${removed.length ? ` from ${removed.join(', ')}` : ''}; schema rowgate dropped`);

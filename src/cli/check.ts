@@ -1,4 +1,5 @@
 import type { CompiledRules, RuleSet } from '../rules/index.ts';
+import { buildModel } from '../schema/index.ts';
 import { loadAll } from './context.ts';
 
 function describe(set: RuleSet | null | undefined): string {
@@ -21,9 +22,14 @@ export function summary(rules: CompiledRules): string[] {
 
 /** `rowgate check`: one line per table when every rule is sound (exit 0), else every problem (exit 1). */
 export async function check(configPath: string): Promise<number> {
-  const { rules, db } = await loadAll(configPath);
+  const { config, catalog, rules, db } = await loadAll(configPath);
   try {
+    // The API model checks what the rules do not: that every relationship rename names one.
+    buildModel(config, catalog, rules);
     for (const line of summary(rules)) console.log(line);
+    // A misspelt parameter (`:sendr`) is a claim no token carries: it is null, and its rule matches nothing.
+    const claims = rules.claimsRead();
+    if (claims.length) console.log(`claims read from the caller's token (null when a token lacks one): ${claims.map((c) => `:${c}`).join(', ')}`);
     console.log(`ok: ${rules.policies.size} table${rules.policies.size === 1 ? '' : 's'}, every rule valid`);
     return 0;
   } finally {

@@ -1,5 +1,6 @@
 import { loadConfig, DEFAULT_CONFIG_PATH, type Config } from '../config/index.ts';
-import { openDatabase, readCatalog, type Catalog, type Database } from '../db/index.ts';
+import { readCatalog, type Catalog, type Database } from '../db/index.ts';
+import { openForCommand } from './database.ts';
 import { compileRules, loadParser, verifyRules, type CompiledRules } from '../rules/index.ts';
 
 export interface Loaded {
@@ -19,7 +20,7 @@ export async function loadAll(
   options: { handleSignals?: boolean; prepare?: (db: Database, config: Config) => Promise<void> } = {},
 ): Promise<Loaded> {
   const config = await loadConfig(configPath);
-  const db = await openDatabase(config.database.url, {
+  const db = await openForCommand(config, {
     ...(options.handleSignals === undefined ? {} : { handleSignals: options.handleSignals }),
     statementTimeoutMs: config.limits.statementTimeoutMs,
   });

@@ -32,7 +32,7 @@ export function demo(port: string | undefined, host: string | undefined): Promis
       headers: JSON.stringify({ Authorization: `Bearer ${await signToken(config, { sender: 'alice', expires: '24h' })}` }, null, 2),
       defaultQuery: DEFAULT_QUERY,
     }),
-    onListening: async (url, config) => {
+    onListening: async (url, config, db) => {
       const token = (sender: string) => signToken(config, { sender, expires: '24h' });
       const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map(token));
       const query = JSON.stringify({ query: '{ account { name players { level } } document { title author } }' });
@@ -44,7 +44,7 @@ tokens, valid 24 h (header "Authorization: Bearer <token>"):
   bob    ${bob}
   carol  ${carol}   (in the admin table: sees every account)
 admin secret, bypasses every rule: header "x-rowgate-admin-secret: ${config.auth.adminSecret}"
-
+${db.embedded ? `\ndatabase (psql, or other rowgate commands while this runs):\n  DATABASE_URL=${db.url}\n` : ''}
 try:
   curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${alice}' \\
     -d '${query}'

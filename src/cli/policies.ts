@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/index.ts';
-import { openDatabase } from '../db/index.ts';
 import { applyPolicies, dropPolicies, planPolicies, policyScript } from '../policies/index.ts';
 import { loadAll } from './context.ts';
+import { openForCommand } from './database.ts';
 
 /**
  * `rowgate policies [--apply | --drop]`: prints (default), installs idempotently or removes the
@@ -11,7 +11,7 @@ export async function policies(configPath: string, mode: 'print' | 'apply' | 'dr
   if (mode === 'drop') {
     // Removing needs no valid rules: it must work for a config that no longer loads.
     const config = await loadConfig(configPath);
-    const db = await openDatabase(config.database.url);
+    const db = await openForCommand(config);
     try {
       const report = await dropPolicies(db.sql, config.database.schema);
       for (const t of report.removed) console.log(`removed:   ${t}`);

@@ -1,5 +1,5 @@
 import postgres from 'postgres';
-import { startEmbedded, type EmbeddedServer } from './embedded.ts';
+import { EMBEDDED_DATA_DIR, runningEmbedded, startEmbedded, type EmbeddedServer } from './embedded.ts';
 
 export type Sql = postgres.Sql;
 
@@ -9,6 +9,8 @@ export const LIVE_APPLICATION_NAME = 'rowgate-live';
 export interface Database {
   sql: Sql;
   url: string;
+  /** The embedded server's data directory and whether this process started it; null for a given url. */
+  embedded: { dataDir: string; startedBy: 'this process' | { pid: number } } | null;
   /** Closes the pool and, when this process started the server, stops it. */
   close(): Promise<void>;
 }
@@ -33,14 +35,32 @@ export function connect(url: string, options: postgres.Options<Record<string, po
   });
 }
 
+/** Where `url` points, for people: host:port/database, never the user or password. */
+export function databaseAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    const host = u.hostname || (u.searchParams.get('host') ?? 'localhost');
+    return `${host}:${u.port || '5432'}${u.pathname.length > 1 ? u.pathname : '/'}`;
+  } catch {
+    return '(an unparsable database URL)';
+  }
+}
+
 /**
  * The one way the gateway reaches PostgreSQL: `url` when given (DATABASE_URL or the config),
- * otherwise an embedded server whose data lives in `./.rowgate/pgdata`.
+ * otherwise the embedded server whose data lives in `./.rowgate/pgdata`: the one another process
+ * (`npm start`) already runs there, else one started for this process.
  */
 export async function openDatabase(url: string | null, options: { handleSignals?: boolean } & Settings = {}): Promise<Database> {
   let embedded: EmbeddedServer | null = null;
-  if (!url) {
+  let where: Database['embedded'] = null;
+  const running = url ? null : runningEmbedded();
+  if (running) {
+    url = running.url;
+    where = { dataDir: EMBEDDED_DATA_DIR, startedBy: { pid: running.pid } };
+  } else if (!url) {
     embedded = await startEmbedded({ persistent: true });
+    where = { dataDir: EMBEDDED_DATA_DIR, startedBy: 'this process' };
     url = embedded.url;
     const stop = embedded.stop;
     // Stop the child server even when the process is interrupted, unless the caller (`serve`)
@@ -55,6 +75,7 @@ export async function openDatabase(url: string | null, options: { handleSignals?
   return {
     sql,
     url,
+    embedded: where,
     close: async () => {
       await sql.end({ timeout: 5 });
       await embedded?.stop();

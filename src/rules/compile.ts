@@ -117,6 +117,17 @@ export class CompiledRules {
     }
     return [...names].sort();
   }
+
+  /** Every parameter other than `:sender` any rule uses: claims the caller's token must carry. */
+  claimsRead(): string[] {
+    const names = new Set<string>();
+    for (const p of this.policies.values()) {
+      const sets = [p.select, p.insert?.check, p.update?.filter, p.update?.check, p.delete];
+      for (const set of sets) if (set && set !== 'public') for (const { rule } of set) collectParams(rule, names);
+    }
+    names.delete('sender');
+    return [...names].sort();
+  }
 }
 
 function collectParams(rule: AnalyzedRule, into: Set<string>): void {

@@ -112,8 +112,11 @@ function mapBack(edits: Edit[], pos: number): number {
   return pos + delta;
 }
 
-/** The seed writes `JOIN admin WHERE …`; PostgreSQL has no such join, so say what to write instead. */
-function joinWithoutOn(tokens: ScanToken[], errorByte: number): { table: string; left: string } | null {
+/**
+ * The seed writes `JOIN admin WHERE …`; PostgreSQL has no such join, so say what to write instead.
+ * `condition` is what the rule's own WHERE says (null when there is none), for the ON spelling of the fix.
+ */
+function joinWithoutOn(text: string, tokens: ScanToken[], errorByte: number): { table: string; left: string; condition: string | null } | null {
   const at = tokens.findIndex((t) => t.start >= errorByte);
   const idx = at < 0 ? tokens.length : at;
   const next = tokens[idx];
@@ -126,7 +129,9 @@ function joinWithoutOn(tokens: ScanToken[], errorByte: number): { table: string;
       let from = joinAt - 1;
       while (from >= 0 && tokens[from]!.text.toUpperCase() !== 'FROM') from--;
       const left = tokens[from + 1];
-      return { table: tokens[joinAt + 1]!.text, left: from >= 0 && left && isWord(left) ? left.text : 'a' };
+      // Token offsets are bytes of the UTF-8 text.
+      const condition = next ? Buffer.from(text).subarray(next.end).toString().replace(/\s+/g, ' ').trim() : '';
+      return { table: tokens[joinAt + 1]!.text, left: from >= 0 && left && isWord(left) ? left.text : 'a', condition: condition || null };
     }
   }
   return null;
@@ -154,13 +159,13 @@ export function parseRule(text: string): ParsedRule {
     // cursorPosition is a 0-based offset in code points (PostgreSQL counts characters) into the rewritten text.
     const position = details ? mapBack(rewritten.edits, codePointsToIndex(rewritten.text, details.cursorPosition)) : null;
     const errorByte = details ? Buffer.byteLength(text.slice(0, position ?? 0)) : -1;
-    const join = details ? joinWithoutOn(tokens, errorByte) : null;
+    const join = details ? joinWithoutOn(text, tokens, errorByte) : null;
     if (join) {
-      const { table, left } = join;
+      const { table, left, condition } = join;
       throw new RuleError(
-        `a JOIN needs a join condition: "JOIN ${table} WHERE …" is not PostgreSQL`,
+        `a JOIN needs a join condition: "JOIN ${table}${condition === null ? '' : ' WHERE …'}" is not PostgreSQL`,
         position,
-        `Write the condition with ON (\`JOIN ${table} ON ${table}.identity = :sender\`), or join without one: \`CROSS JOIN ${table}\` or \`FROM ${left}, ${table}\`, and keep the WHERE.`,
+        `Write the condition with ON (\`JOIN ${table} ON ${condition ?? `<a condition on ${table}>`}\`), or join without one: \`CROSS JOIN ${table}\` or \`FROM ${left}, ${table}\`, and keep the WHERE.`,
       );
     }
     throw new RuleError(message, position, 'A rule is one PostgreSQL SELECT statement; fix the syntax at the caret.');

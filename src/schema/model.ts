@@ -1,6 +1,7 @@
-import type { Config } from '../config/index.ts';
+import { ConfigError, type Config } from '../config/index.ts';
 import { baseTables, computedFunction, rootFunction, type Catalog, type Column, type FunctionInfo, type Table } from '../db/index.ts';
 import type { CompiledRules, TablePolicy } from '../rules/index.ts';
+import { plural } from './naming.ts';
 import { scalarFor, type ScalarInfo } from './scalars.ts';
 
 /**
@@ -73,13 +74,6 @@ export interface ApiModel {
   rootTypes: { query: string; mutation: string; subscription: string };
 }
 
-/** A naive English plural, enough for table names: player → players, company → companies. */
-function plural(name: string): string {
-  if (/[^aeiou]y$/.test(name)) return `${name.slice(0, -1)}ies`;
-  if (/(s|x|z|ch|sh)$/.test(name)) return `${name}es`;
-  return `${name}s`;
-}
-
 export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database' | 'graphql'> & Partial<Pick<Config, 'functions'>>, catalog: Catalog, rules: CompiledRules): ApiModel {
   const tables = new Map<string, TableModel>();
   for (const policy of rules.policies.values()) {
@@ -120,14 +114,23 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     }
   }
 
-  // Overrides: `relationships: { "<generated name>": "<name>" }` in the table's config.
+  // Overrides: `relationships: { "<generated name>": "<name>" }` in the table's config. A name
+  // that is not generated would be silently ignored, leaving the generated one in the API.
+  const unknown: string[] = [];
   for (const model of tables.values()) {
     const renames = config.tables[model.name]?.relationships ?? {};
+    const generated = model.relationships.map((r) => r.name);
+    for (const name of Object.keys(renames)) {
+      if (generated.includes(name)) continue;
+      const known = generated.length ? `its relationships are ${generated.map((n) => `"${n}"`).join(', ')}` : 'it has none (they come from foreign keys between listed tables, on readable columns)';
+      unknown.push(`  tables.${model.name}.relationships: "${name}" is not a relationship of ${model.name}; ${known}`);
+    }
     for (const rel of model.relationships) {
       const renamed = renames[rel.name];
       if (renamed) rel.name = renamed;
     }
   }
+  if (unknown.length) throw new ConfigError(`the config renames relationships that do not exist:\n${unknown.join('\n')}`);
   const rootTypes =
     config.graphql.rootTypeNames === 'hasura'
       ? { query: 'query_root', mutation: 'mutation_root', subscription: 'subscription_root' }

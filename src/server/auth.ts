@@ -256,3 +256,17 @@ function parseJwks(text: string): JSONWebKeySet {
   }
   return value as JSONWebKeySet;
 }
+
+/**
+ * What `serve` warns about at startup when the auth section can authenticate nobody: no HMAC
+ * secret an accepted algorithm uses, no JWKS file and no admin secret. Null when someone can sign in.
+ */
+export function noAuthenticationWarning(auth: AuthConfig): string | null {
+  const { jwt } = auth;
+  const usableSecret = jwt.secret !== null && jwt.algorithms.some((a) => HMAC.has(a));
+  if (usableSecret || jwt.jwksFile || auth.adminSecret) return null;
+  const fix = 'set auth.jwt.secret (or ROWGATE_JWT_SECRET) with an HS256 algorithm, auth.jwt.jwksFile, or auth.adminSecret (or ROWGATE_ADMIN_SECRET)';
+  const consequence = auth.anonymous ? 'every request is anonymous (:sender is null)' : 'every request is refused with 401';
+  const unused = jwt.secret !== null ? ` (auth.jwt.secret is set, but auth.jwt.algorithms ${jwt.algorithms.join(', ')} lists no HMAC algorithm)` : '';
+  return `no way to authenticate anyone${unused}: ${consequence}; ${fix}`;
+}

@@ -1,12 +1,13 @@
 import { printSchema } from 'graphql';
 import { loadAll } from '../cli/context.ts';
 import { loadConfig } from '../config/index.ts';
-import { buildApi, buildSchema } from '../schema/index.ts';
+import { buildApi } from '../schema/index.ts';
 import { capturedTables } from '../cli/capture.ts';
 import { installCapture, startChangeFeed } from '../db/changes/index.ts';
 import { connect, LIVE_APPLICATION_NAME, type Database } from '../db/index.ts';
+import type { ChangeSource } from '../live/index.ts';
 import type { Config } from '../config/index.ts';
-import { createAuthenticator } from './auth.ts';
+import { createAuthenticator, noAuthenticationWarning } from './auth.ts';
 import { createGateway, type GatewayOptions } from './http.ts';
 import { signToken } from './token.ts';
 
@@ -24,8 +25,8 @@ export interface ServeOptions {
   prepare?: (db: Database, config: Config) => Promise<void>;
   /** What GraphiQL opens with (the demo pre-fills a token). */
   graphiql?: (config: Config) => Promise<GatewayOptions['graphiql']>;
-  /** Runs once the gateway listens (the demo prints tokens here). */
-  onListening?: (url: string, config: Config) => Promise<void>;
+  /** Runs once the gateway listens (the demo prints tokens and its database here). */
+  onListening?: (url: string, config: Config, db: Database) => Promise<void>;
 }
 
 /** The port: `--port`, else the PORT environment variable, else 4000. */
@@ -48,6 +49,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   const stop = signals?.received ?? options.stopSignal;
   const { config, db, catalog, rules } = await loadAll(options.configPath, { handleSignals: false, ...(options.prepare ? { prepare: options.prepare } : {}) });
   signals?.takeOver();
+  const warning = noAuthenticationWarning(config.auth);
+  if (warning) process.stderr.write(`rowgate: warning: ${warning}\n`);
   try {
     // Capture changes of every listed table and every table a rule reads, then follow the log.
     const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
@@ -63,7 +66,7 @@ export async function serve(options: ServeOptions): Promise<number> {
       try {
         const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
         log(`rowgate: serving ${url}`);
-        await options.onListening?.(url, config);
+        await options.onListening?.(url, config, db);
         await stop;
         log('rowgate: shutting down');
         await gateway.close();
@@ -106,11 +109,19 @@ function shutdownSignals(): { received: Promise<NodeJS.Signals>; takeOver(): voi
   return { received, takeOver };
 }
 
-/** `rowgate schema`: the SDL of the schema the gateway would serve. */
+/**
+ * The change source of a schema that is printed, never executed: the live engine behind it (and so
+ * the Subscription type `serve` has) exists, but nothing is captured, followed or delivered.
+ */
+const NO_CHANGES: ChangeSource = { onChanges: () => () => {}, readAfter: async () => [], head: () => '0' };
+
+/** `rowgate schema`: the SDL of the schema `serve` exposes, subscriptions included (codegen needs them). */
 export async function printSdl(configPath: string): Promise<number> {
   const { config, db, catalog, rules } = await loadAll(configPath);
   try {
-    console.log(printSchema(buildSchema({ config, catalog, rules, sql: db.sql })));
+    const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: NO_CHANGES });
+    live?.close();
+    console.log(printSchema(schema));
     return 0;
   } finally {
     await db.close();
