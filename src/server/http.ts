@@ -4,11 +4,16 @@ import type { GraphQLSchema } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config/index.ts';
 import type { Sql } from '../db/index.ts';
+import type { LiveEngine } from '../live/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
-import { createMaskError, logInternalError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
-import { createWebSocketTransport, type SlowSocket } from './ws.ts';
+import { createLogger, REQUEST_ID_HEADER, requestId, type Logger } from './log.ts';
+import { METRICS_PATH, metricsAccess } from './metrics-access.ts';
+import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import { createMaskError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
+import { newRecord, useRequestRecord, type RequestRecord } from './request-record.ts';
+import { createWebSocketTransport, type SlowSocket, type WebSocketObserver } from './ws.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -16,6 +21,8 @@ export const GRAPHQL_PATH = '/graphql';
 export interface ServerContext {
   req: IncomingMessage;
   res: ServerResponse;
+  /** What the request did, for its log line and the metrics (request-record.ts). */
+  record: RequestRecord;
 }
 
 export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -30,12 +37,16 @@ export interface GatewayOptions {
   authenticator: Authenticator;
   /** Further readiness conditions, besides `SELECT 1` on the pool. */
   readiness?: ReadinessCheck[];
-  /** Where masked internal errors go; defaults to stderr. */
+  /** The runtime log (request lines, internal errors, slow sockets); defaults to pino on stdout at `log.level`. */
+  logger?: Logger;
+  /** Where masked internal errors go; defaults to the logger, at level error. */
   logInternalError?: InternalErrorLogger;
   /** How long `close()` waits for in-flight requests before cutting connections (ms). */
   shutdownGraceMs?: number;
-  /** Told about every WebSocket closed (1013) because its client read too slowly; defaults to stderr. */
+  /** Told about every WebSocket closed (1013) because its client read too slowly; defaults to the logger, at level warn. */
   onSlowSocket?: (info: SlowSocket) => void;
+  /** The live engine, for the subscription and evaluation metrics and its log. */
+  live?: LiveEngine | null;
 }
 
 /** Open long-lived connections, for benchmarks and monitoring. */
@@ -52,7 +63,8 @@ export interface Gateway {
   server: Server;
   /** The yoga instance; a WebSocket transport runs operations through `yoga.getEnveloped`. */
   yoga: Yoga;
-  listen(port: number, host?: string): Promise<{ url: string }>;
+  /** Listens on `port`, and on `metrics.port` (same host) when set; `metricsUrl` is then that listener's /metrics. */
+  listen(port: number, host?: string): Promise<{ url: string; metricsUrl?: string }>;
   /**
    * Stops accepting, closes every WebSocket with 1001 and ends every SSE stream, lets in-flight
    * requests finish (up to the grace period), disposes yoga.
@@ -62,15 +74,18 @@ export interface Gateway {
 }
 
 /**
- * The HTTP side of the gateway: yoga on node:http at `/graphql`, `/healthz`, `/readyz`, and
- * 404 elsewhere. The Origin allow-list and the body-size limit are enforced here, before yoga
- * sees the request; everything GraphQL-shaped (auth, limits, masking) lives in yoga plugins.
+ * The HTTP side of the gateway: yoga on node:http at `/graphql`, `/healthz`, `/readyz`,
+ * `/metrics` (unless on its own port), and 404 elsewhere. The Origin allow-list and the body-size
+ * limit are enforced here, before yoga sees the request; everything GraphQL-shaped (auth, limits,
+ * masking) lives in yoga plugins. Every request gets an id (`x-request-id`) and one log line.
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const { config, schema, sql, authenticator } = options;
   const allowedOrigins = config.auth.allowedOrigins;
   const maxBodyBytes = config.limits.maxBodyBytes;
-  const maskError = createMaskError(options.logInternalError);
+  const logger = options.logger ?? createLogger(config.log.level);
+  const logInternalError = options.logInternalError ?? ((err: unknown) => logger.error({ err }, 'internal error'));
+  const maskError = createMaskError(logInternalError);
 
   const yoga: Yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
@@ -86,12 +101,18 @@ export function createGateway(options: GatewayOptions): Gateway {
       return origin ? { origin: [origin], credentials: true } : {};
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors.
-    plugins: [useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
+    plugins: [useRequestRecord(), useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
   });
 
   const ready = readiness(sql, options.readiness ?? []);
   const graceMs = options.shutdownGraceMs ?? 10_000;
 
+  // Assigned below, once the transports it reads exist.
+  let metrics: GatewayMetrics | null = null;
+  const wsObserver: WebSocketObserver = {
+    operation: (type) => metrics?.wsOperation(type),
+    errors: (codes) => metrics?.errors('ws', codes),
+  };
   const webSockets = createWebSocketTransport({
     yoga,
     authenticator,
@@ -99,49 +120,86 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxSubscriptionsPerSocket: config.limits.maxSubscriptionsPerSocket,
     maxPayloadBytes: maxBodyBytes,
     maxBufferedBytes: config.limits.maxSocketBufferBytes,
-    ...(options.onSlowSocket ? { onSlowSocket: options.onSlowSocket } : {}),
+    onSlowSocket: options.onSlowSocket ?? ((info) => logger.warn(info, 'closed a WebSocket whose client reads too slowly (limits.maxSocketBufferBytes)')),
+    observe: wsObserver,
     maskError,
-    logInternalError: options.logInternalError ?? logInternalError,
+    logInternalError,
     path: GRAPHQL_PATH,
   });
   /** SSE responses in flight: they never finish on their own, so close() ends them. */
   const streams = new Set<ServerResponse>();
+  const stats = (): TransportStats => ({ ...webSockets.stats(), sseStreams: streams.size });
+  const live = options.live ?? null;
+  if (config.metrics.enabled) metrics = createMetrics({ transports: stats, live: live ? () => live.stats : undefined });
+  if (live) {
+    const gatewayMetrics = metrics;
+    live.observer = {
+      evaluated: (kind, seconds) => gatewayMetrics?.evaluated(kind, seconds),
+      error: (message, err) => logger.error({ err }, `live: ${message}`),
+    };
+  }
+  const metricsOnMain = metrics !== null && config.metrics.port === null;
+  const mayReadMetrics = metricsAccess(config);
 
   /** Requests being answered: those still to send headers when close() starts are told to close their connection. */
   const inFlight = new Set<ServerResponse>();
   let closing: Promise<void> | null = null;
 
   const server = createServer((req, res) => {
+    const record = newRecord(requestId(req));
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    res.setHeader(REQUEST_ID_HEADER, record.id);
     inFlight.add(res);
-    res.once('close', () => inFlight.delete(res));
+    res.once('close', () => {
+      inFlight.delete(res);
+      requestClosed(req, res, path, record);
+    });
     // A request that arrives on a kept-alive connection during shutdown is answered, then the connection closes.
     if (closing) res.setHeader('connection', 'close');
-    void route(req, res).catch((err: unknown) => {
-      (options.logInternalError ?? console.error)(err);
-      if (!res.headersSent) sendJson(res, 500, graphqlError('Internal server error', 'INTERNAL_SERVER_ERROR'));
+    void route(req, res, path, record).catch((err: unknown) => {
+      logInternalError(err);
+      if (!res.headersSent) refuse(res, record, 500, 'Internal server error', 'INTERNAL_SERVER_ERROR');
       else res.destroy();
     });
   });
   server.on('upgrade', webSockets.handleUpgrade);
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+  /** `/metrics` alone, without credentials, for `metrics.port`: that port is meant to be reachable by the scraper only. */
+  const metricsServer =
+    metrics !== null && config.metrics.port !== null
+      ? createServer((req, res) => {
+          const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+          if (path !== METRICS_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (this port serves ${METRICS_PATH} only)` }] });
+          sendMetrics(res, metrics!).catch((err: unknown) => {
+            logInternalError(err);
+            res.destroy();
+          });
+        })
+      : null;
+
+  async function route(req: IncomingMessage, res: ServerResponse, path: string, record: RequestRecord): Promise<void> {
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const ok = await ready();
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable' });
     }
+    if (path === METRICS_PATH && metricsOnMain) {
+      if (!mayReadMetrics(req.headers)) {
+        return refuse(res, record, 401, `${METRICS_PATH} needs the admin secret (x-rowgate-admin-secret) or Authorization: Bearer <metrics.token>`, 'UNAUTHENTICATED');
+      }
+      return sendMetrics(res, metrics!);
+    }
     if (path !== GRAPHQL_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (GraphQL is at ${GRAPHQL_PATH})` }] });
 
     const origin = req.headers.origin;
     if (origin !== undefined && !originAllowed(allowedOrigins, origin)) {
-      return sendJson(res, 403, graphqlError('this Origin is not allowed (auth.allowedOrigins)', 'FORBIDDEN'));
+      return refuse(res, record, 403, 'this Origin is not allowed (auth.allowedOrigins)', 'FORBIDDEN');
     }
     if (req.method === 'POST') {
       const body = await readBody(req, maxBodyBytes);
       if (body === null) {
         res.setHeader('connection', 'close');
-        return sendJson(res, 413, graphqlError(`the request body is larger than ${maxBodyBytes} bytes (limits.maxBodyBytes)`, 'LIMIT_EXCEEDED'));
+        return refuse(res, record, 413, `the request body is larger than ${maxBodyBytes} bytes (limits.maxBodyBytes)`, 'LIMIT_EXCEEDED');
       }
       // yoga (through @whatwg-node/server) reads an already-consumed body from `req.body`.
       (req as IncomingMessage & { body?: Buffer }).body = body;
@@ -151,23 +209,44 @@ export function createGateway(options: GatewayOptions): Gateway {
       streams.add(res);
       res.once('close', () => streams.delete(res));
     }
-    await yoga.handle(req, res, { req, res });
+    await yoga.handle(req, res, { req, res, record });
+  }
+
+  /**
+   * One log line per request, and the request metrics for /graphql. Probes and scrapes log at
+   * debug, so a load balancer polling /readyz does not drown the requests. No query text,
+   * variables, headers or data: the operation's name and type, status, duration and error codes.
+   */
+  function requestClosed(req: IncomingMessage, res: ServerResponse, path: string, record: RequestRecord): void {
+    const seconds = (performance.now() - record.started) / 1000;
+    const status = res.statusCode;
+    if (path === GRAPHQL_PATH) metrics?.requestDone(record, status, seconds);
+    const line = {
+      reqId: record.id,
+      method: req.method,
+      path,
+      status,
+      durationMs: Math.round(seconds * 10_000) / 10,
+      ...(record.operationType ? { operationType: record.operationType } : {}),
+      ...(record.operationName ? { operationName: record.operationName } : {}),
+      ...(record.codes.length ? { errors: record.codes } : {}),
+      ...(record.stream ? { sse: true } : {}),
+      // The client went away before the whole response was sent (or an SSE stream it ended).
+      ...(res.writableFinished ? {} : { aborted: true }),
+    };
+    if (path === '/healthz' || path === '/readyz' || path === METRICS_PATH) logger.debug(line, 'request');
+    else logger.info(line, 'request');
   }
 
   return {
     server,
     yoga,
-    listen: (port, host = '127.0.0.1') =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const address = server.address() as AddressInfo;
-          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-          resolve({ url: `http://${shownHost}:${address.port}${GRAPHQL_PATH}` });
-        });
-      }),
-    stats: () => ({ ...webSockets.stats(), sseStreams: streams.size }),
+    async listen(port, host = '127.0.0.1') {
+      const url = `${await listenOn(server, port, host)}${GRAPHQL_PATH}`;
+      if (!metricsServer) return { url };
+      return { url, metricsUrl: `${await listenOn(metricsServer, config.metrics.port!, host)}${METRICS_PATH}` };
+    },
+    stats,
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         // Sockets and streams first: server.close() would wait for them for the whole grace period.
@@ -184,8 +263,36 @@ export function createGateway(options: GatewayOptions): Gateway {
         });
         // Keep-alive connections with no request in flight would hold close() open.
         server.closeIdleConnections();
-      }).then(() => yoga.dispose())),
+      }).then(() => Promise.all([yoga.dispose(), metricsServer && closeServer(metricsServer)]).then(() => {}))),
   };
+}
+
+/** Listens; resolves with `http://host:port` as bound. */
+function listenOn(server: Server, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve(`http://${shownHost}:${address.port}`);
+    });
+  });
+}
+
+/** Stops a server that holds no long-lived requests (a scrape is one short response). */
+function closeServer(server: Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+async function sendMetrics(res: ServerResponse, metrics: GatewayMetrics): Promise<void> {
+  const { contentType, body } = await metrics.render();
+  res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** An `Origin` is allowed when no list is configured or when it is listed exactly. */
@@ -264,8 +371,10 @@ function withTimeout(promise: Promise<boolean>, ms: number): Promise<boolean> {
   });
 }
 
-function graphqlError(message: string, code: string) {
-  return { errors: [{ message, extensions: { code } }] };
+/** Answers with one coded GraphQL error, before or instead of yoga, and records its code. */
+function refuse(res: ServerResponse, record: RequestRecord, status: number, message: string, code: string): void {
+  record.codes.push(code);
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

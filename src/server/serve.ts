@@ -8,6 +8,7 @@ import type { Database } from '../db/index.ts';
 import type { Config } from '../config/index.ts';
 import { createAuthenticator } from './auth.ts';
 import { createGateway } from './http.ts';
+import { createLogger } from './log.ts';
 import { signToken } from './token.ts';
 
 export const DEFAULT_PORT = 4000;
@@ -46,16 +47,25 @@ export async function serve(options: ServeOptions): Promise<number> {
   const stop = signals?.received ?? options.stopSignal;
   const { config, db, catalog, rules } = await loadAll(options.configPath, { handleSignals: false, ...(options.prepare ? { prepare: options.prepare } : {}) });
   signals?.takeOver();
+  // The runtime log (JSON lines on stdout); what a person starting the gateway reads stays plain `log` lines.
+  const logger = createLogger(config.log.level);
   try {
     // Capture changes of every listed table and every table a rule reads, then follow the log.
     const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
     await installCapture(db.sql, config.database.schema, tables);
-    const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
+    const feed = await startChangeFeed({
+      url: db.url,
+      sql: db.sql,
+      schema: config.database.schema,
+      retentionHours: config.changeLog.retentionHours,
+      onError: (err) => logger.error({ err }, 'change feed'),
+    });
     const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
-    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()] });
+    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, readiness: [async () => feed.ready()] });
     try {
-      const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+      const { url, metricsUrl } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
       log(`rowgate: serving ${url}`);
+      if (metricsUrl) log(`rowgate: metrics on ${metricsUrl}`);
       await options.onListening?.(url, config);
       await stop;
       log('rowgate: shutting down');
