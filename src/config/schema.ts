@@ -134,6 +134,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    tracing: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('OpenTelemetry spans for every GraphQL operation (@envelop/opentelemetry), sent to the globally registered tracer provider: register an SDK and exporter in the process (node --import).'),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(LOG_LEVELS).default('info').describe('Level of the JSON log on stdout (pino): fatal, error, warn, info, debug, trace or silent; env LOG_LEVEL wins.'),

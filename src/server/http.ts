@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TracerProvider } from '@opentelemetry/api';
 import type { GraphQLSchema } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config/index.ts';
@@ -13,6 +14,7 @@ import { METRICS_PATH, metricsAccess } from './metrics-access.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { createMaskError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
 import { newRecord, useRequestRecord, type RequestRecord } from './request-record.ts';
+import { useTracing } from './tracing.ts';
 import { createWebSocketTransport, type SlowSocket, type WebSocketObserver } from './ws.ts';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -47,6 +49,8 @@ export interface GatewayOptions {
   onSlowSocket?: (info: SlowSocket) => void;
   /** The live engine, for the subscription and evaluation metrics and its log. */
   live?: LiveEngine | null;
+  /** Where spans go with `tracing.enabled`; defaults to OpenTelemetry's global provider. */
+  tracerProvider?: TracerProvider;
 }
 
 /** Open long-lived connections, for benchmarks and monitoring. */
@@ -101,7 +105,16 @@ export function createGateway(options: GatewayOptions): Gateway {
       return origin ? { origin: [origin], credentials: true } : {};
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors.
-    plugins: [useRequestRecord(), useCaller(authenticator), useErrorCodes(), useQueryLimits({ maxDepth: config.limits.maxDepth }), useMutationTransaction(sql), useGraphQLSubscribe()],
+    plugins: [
+      useRequestRecord(),
+      useCaller(authenticator),
+      useErrorCodes(),
+      useQueryLimits({ maxDepth: config.limits.maxDepth }),
+      useMutationTransaction(sql),
+      useGraphQLSubscribe(),
+      // After useGraphQLSubscribe: tracing wraps the subscribe function that is set when its hook runs.
+      ...(config.tracing.enabled ? [useTracing(options.tracerProvider)] : []),
+    ],
   });
 
   const ready = readiness(sql, options.readiness ?? []);

@@ -96,7 +96,7 @@ export interface GraphQLBody {
  */
 export async function startTiny(
   config: Record<string, unknown> = {},
-  options: { sql?: Sql; databaseUrl?: string; readiness?: GatewayOptions['readiness']; logger?: Logger; logInternalError?: null } = {},
+  options: { sql?: Sql; databaseUrl?: string; readiness?: GatewayOptions['readiness']; logger?: Logger; logInternalError?: null; tracerProvider?: GatewayOptions['tracerProvider'] } = {},
 ): Promise<TinyGateway> {
   const auth = (config['auth'] ?? {}) as Record<string, unknown>;
   const jwt = (auth['jwt'] ?? {}) as Record<string, unknown>;
@@ -115,6 +115,7 @@ export async function startTiny(
     ...(options.logInternalError === null ? {} : { logInternalError: (err: unknown) => internalErrors.push(err) }),
     logger: options.logger ?? createLogger('silent'),
     ...(options.readiness ? { readiness: options.readiness } : {}),
+    ...(options.tracerProvider ? { tracerProvider: options.tracerProvider } : {}),
   });
   const { url, metricsUrl } = await gateway.listen(0);
   afterAll(async () => {
