@@ -142,6 +142,33 @@ describe('subscriptions and live evaluations', () => {
     });
   });
 
+  it('an SSE subscription is counted when it starts and shows in the stream gauge until the client leaves', async () => {
+    const ops = { transport: 'sse', operation_type: 'subscription' };
+    const before = await scrape(metricsUrl);
+    const abort = new AbortController();
+    const res = await fetch(gw.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${await gw.token('alice')}` },
+      body: JSON.stringify({ query: 'subscription Notes { note { id } }' }),
+      signal: abort.signal,
+    });
+    const reader = res.body!.getReader();
+    let text = '';
+    while (!text.includes('event: next')) text += new TextDecoder().decode((await reader.read()).value);
+    const running = await scrape(metricsUrl);
+    expect(metric(running, 'rowgate_sse_streams')).toBe(1);
+    expect(metric(running, 'rowgate_live_subscriptions')).toBe(1);
+    expect(metric(running, 'rowgate_graphql_operations_total', ops) - metric(before, 'rowgate_graphql_operations_total', ops)).toBe(1);
+    abort.abort();
+    await vi.waitFor(async () => {
+      const after = await scrape(metricsUrl);
+      expect(metric(after, 'rowgate_sse_streams')).toBe(0);
+      expect(metric(after, 'rowgate_live_subscriptions')).toBe(0);
+      // Counted once, at the start, not again when it ended.
+      expect(metric(after, 'rowgate_graphql_operations_total', ops) - metric(before, 'rowgate_graphql_operations_total', ops)).toBe(1);
+    });
+  });
+
   it('counts errors sent on a WebSocket by code', async () => {
     const before = await scrape(metricsUrl);
     const client = await gw.ws('alice');

@@ -106,7 +106,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors.
     plugins: [
-      useRequestRecord(),
+      useRequestRecord((record) => metrics?.streamStarted(record)),
       useCaller(authenticator),
       useErrorCodes(),
       useQueryLimits({ maxDepth: config.limits.maxDepth }),
@@ -124,7 +124,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let metrics: GatewayMetrics | null = null;
   const wsObserver: WebSocketObserver = {
     operation: (type) => metrics?.wsOperation(type),
-    errors: (codes) => metrics?.errors('ws', codes),
+    errors: (codes) => metrics?.wsErrors(codes),
   };
   const webSockets = createWebSocketTransport({
     yoga,
@@ -159,7 +159,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let closing: Promise<void> | null = null;
 
   const server = createServer((req, res) => {
-    const record = newRecord(requestId(req));
+    const record = newRecord(requestId(req), req.headers.accept?.includes('text/event-stream') ? 'sse' : 'http');
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     res.setHeader(REQUEST_ID_HEADER, record.id);
     inFlight.add(res);
@@ -218,7 +218,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       (req as IncomingMessage & { body?: Buffer }).body = body;
     }
     // One SSE request is one operation; a client that goes away aborts it and yoga returns its iterator.
-    if (req.headers.accept?.includes('text/event-stream')) {
+    if (record.transport === 'sse') {
       streams.add(res);
       res.once('close', () => streams.delete(res));
     }

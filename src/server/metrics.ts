@@ -8,8 +8,6 @@ import type { RequestRecord } from './request-record.ts';
  * counted twice and a scrape never disagrees with `gateway.stats()`.
  */
 
-export type Transport = 'http' | 'sse' | 'ws';
-
 export interface MetricsSources {
   /** Open WebSockets, their subscriptions, open SSE streams. */
   transports(): { sockets: number; subscriptions: number; sseStreams: number };
@@ -20,10 +18,12 @@ export interface MetricsSources {
 export interface GatewayMetrics {
   /** An HTTP request to /graphql has closed: `status` sent, `seconds` after it arrived. */
   requestDone(record: RequestRecord, status: number, seconds: number): void;
+  /** An SSE subscription has started (counted now rather than when it ends). */
+  streamStarted(record: RequestRecord): void;
   /** A GraphQL operation arrived on a WebSocket (`unknown` when it did not parse). */
   wsOperation(type: string): void;
   /** Errors sent on a WebSocket (HTTP and SSE errors come with their request). */
-  errors(transport: Transport, codes: readonly string[]): void;
+  wsErrors(codes: readonly string[]): void;
   /** One live evaluation ran. */
   evaluated(kind: EvaluationKind, seconds: number): void;
   /** The exposition: process metrics (nodejs_*, process_*) then the gateway's. */
@@ -110,17 +110,21 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
 
   return {
     requestDone(record, status, seconds) {
+      // A stream was counted when it started, and its events' errors are not seen here.
+      if (record.stream) return;
       const type = record.operationType ?? 'unknown';
-      const transport: Transport = record.stream ? 'sse' : 'http';
-      operations.inc({ transport, operation_type: type });
-      for (const code of record.codes) errors.inc({ transport, code });
-      if (!record.stream) duration.observe({ operation_type: type, status: String(status) }, seconds);
+      operations.inc({ transport: record.transport, operation_type: type });
+      for (const code of record.codes) errors.inc({ transport: record.transport, code });
+      duration.observe({ operation_type: type, status: String(status) }, seconds);
+    },
+    streamStarted(record) {
+      operations.inc({ transport: 'sse', operation_type: record.operationType ?? 'unknown' });
     },
     wsOperation(type) {
       operations.inc({ transport: 'ws', operation_type: type });
     },
-    errors(transport, codes) {
-      for (const code of codes) errors.inc({ transport, code });
+    wsErrors(codes) {
+      for (const code of codes) errors.inc({ transport: 'ws', code });
     },
     evaluated(kind, seconds) {
       evaluations.observe({ kind }, seconds);

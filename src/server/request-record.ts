@@ -15,12 +15,14 @@ export interface RequestRecord {
   operationType: OperationTypeNode | null;
   /** `extensions.code` of every error in the response, in order (`UNCODED` for an error without one). */
   readonly codes: string[];
+  /** `sse` when the client asked for `text/event-stream`. */
+  readonly transport: 'http' | 'sse';
   /** The response is an SSE stream (one subscription): its duration is the stream's life. */
   stream: boolean;
 }
 
-export function newRecord(id: string): RequestRecord {
-  return { id, started: performance.now(), operationName: null, operationType: null, codes: [], stream: false };
+export function newRecord(id: string, transport: 'http' | 'sse'): RequestRecord {
+  return { id, started: performance.now(), operationName: null, operationType: null, codes: [], transport, stream: false };
 }
 
 /** The `extensions.code` of each error of a result, `UNCODED` where there is none. */
@@ -35,9 +37,10 @@ export function errorCodes(errors: readonly { extensions?: Record<string, unknow
  * Fills the `record` an HTTP request carries in its server context: the operation from the parsed
  * document (so requests refused in validation or authentication still have one), and the error
  * codes from the result yoga is about to send (after masking, so codes are the ones clients see).
- * Operations over a WebSocket carry no record; ws.ts counts those.
+ * `onStream` is told when the result is an SSE stream, which may run for hours before the request
+ * closes. Operations over a WebSocket carry no record; ws.ts counts those.
  */
-export function useRequestRecord(): Plugin {
+export function useRequestRecord(onStream: (record: RequestRecord) => void): Plugin {
   return {
     onParse({ context }) {
       const record = (context as { record?: RequestRecord }).record;
@@ -55,6 +58,7 @@ export function useRequestRecord(): Plugin {
       if (!record) return;
       if (isAsyncIterable(result)) {
         record.stream = true;
+        onStream(record);
         return;
       }
       for (const one of Array.isArray(result) ? result : [result]) record.codes.push(...errorCodes(one.errors));
