@@ -131,6 +131,9 @@ describe('subscriptions and live evaluations', () => {
     expect(metric(running, 'rowgate_live_evaluation_duration_seconds_count', { kind: 'live_query' })).toBeGreaterThanOrEqual(2);
     expect(metric(running, 'rowgate_live_evaluation_duration_seconds_count', { kind: 'change_stream' })).toBeGreaterThanOrEqual(1);
     expect(metric(running, 'rowgate_live_statements_total')).toBeGreaterThan(metric(before, 'rowgate_live_statements_total'));
+    // The insert came through the change feed: one delivered batch, a few ms to a poll interval old.
+    expect(metric(running, 'rowgate_change_feed_lag_seconds_count') - metric(before, 'rowgate_change_feed_lag_seconds_count')).toBe(1);
+    expect(metric(running, 'rowgate_change_feed_lag_seconds_sum')).toBeGreaterThan(0);
 
     live.stop();
     changes.stop();

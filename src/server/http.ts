@@ -4,6 +4,7 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { GraphQLSchema } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config/index.ts';
+import type { ChangeBatch } from '../db/changes/index.ts';
 import type { Sql } from '../db/index.ts';
 import type { LiveEngine } from '../live/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
@@ -49,6 +50,8 @@ export interface GatewayOptions {
   onSlowSocket?: (info: SlowSocket) => void;
   /** The live engine, for the subscription and evaluation metrics and its log. */
   live?: LiveEngine | null;
+  /** The change feed, for its lag metric. */
+  feed?: { onChanges(listener: (batch: ChangeBatch) => void): () => void };
   /** Where spans go with `tracing.enabled`; defaults to OpenTelemetry's global provider. */
   tracerProvider?: TracerProvider;
 }
@@ -144,13 +147,14 @@ export function createGateway(options: GatewayOptions): Gateway {
   const stats = (): TransportStats => ({ ...webSockets.stats(), sseStreams: streams.size });
   const live = options.live ?? null;
   if (config.metrics.enabled) metrics = createMetrics({ transports: stats, live: live ? () => live.stats : undefined });
+  const gatewayMetrics = metrics;
   if (live) {
-    const gatewayMetrics = metrics;
     live.observer = {
       evaluated: (kind, seconds) => gatewayMetrics?.evaluated(kind, seconds),
       error: (message, err) => logger.error({ err }, `live: ${message}`),
     };
   }
+  const unfollowFeed = gatewayMetrics && options.feed ? options.feed.onChanges((batch) => gatewayMetrics.feedDelivered(batch.lagSeconds)) : null;
   const metricsOnMain = metrics !== null && config.metrics.port === null;
   const mayReadMetrics = metricsAccess(config);
 
@@ -262,6 +266,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     stats,
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
+        unfollowFeed?.();
         // Sockets and streams first: server.close() would wait for them for the whole grace period.
         const live = webSockets.close(graceMs);
         for (const res of streams) res.destroy();

@@ -26,6 +26,8 @@ export interface GatewayMetrics {
   wsErrors(codes: readonly string[]): void;
   /** One live evaluation ran. */
   evaluated(kind: EvaluationKind, seconds: number): void;
+  /** The change feed delivered a batch whose newest change was `lagSeconds` old. */
+  feedDelivered(lagSeconds: number): void;
   /** The exposition: process metrics (nodejs_*, process_*) then the gateway's. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -34,6 +36,8 @@ export interface GatewayMetrics {
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Evaluations are one statement per ≤ 1,000 subscribers: ms to seconds. */
 const EVALUATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** The feed reads on a notification (ms) or on its 500 ms poll; minutes mean it is stuck or was down. */
+const LAG_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 let processRegistry: Registry | null = null;
 
@@ -77,6 +81,12 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     help: 'Live evaluations (a live query or change stream re-evaluated for its subscribers after commits or on subscribe), by kind',
     labelNames: ['kind'] as const,
     buckets: EVALUATION_BUCKETS,
+    registers,
+  });
+  const feedLag = new Histogram({
+    name: 'rowgate_change_feed_lag_seconds',
+    help: "Age of the newest change of each batch the change feed delivers: from its writing transaction's start to the feed reading it, on the database's clock",
+    buckets: LAG_BUCKETS,
     registers,
   });
   const gauge = (name: string, help: string, read: () => number) =>
@@ -128,6 +138,9 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     },
     evaluated(kind, seconds) {
       evaluations.observe({ kind }, seconds);
+    },
+    feedDelivered(lagSeconds) {
+      feedLag.observe(lagSeconds);
     },
     async render() {
       const [process, gateway] = await Promise.all([processMetrics().metrics(), registry.metrics()]);

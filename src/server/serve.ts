@@ -61,7 +61,7 @@ export async function serve(options: ServeOptions): Promise<number> {
       onError: (err) => logger.error({ err }, 'change feed'),
     });
     const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
-    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, readiness: [async () => feed.ready()] });
+    const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, feed, readiness: [async () => feed.ready()] });
     try {
       const { url, metricsUrl } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
       log(`rowgate: serving ${url}`);

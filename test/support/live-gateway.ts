@@ -40,7 +40,7 @@ export async function startLiveGateway(db: TestDatabase, config: Record<string, 
   const sql = connect(db.url, { max: 10 });
   const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });
   const { schema, live } = buildApi({ config: parsed, catalog, rules, sql, changes: feed });
-  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent'), live, readiness: [async () => feed.ready()], ...options });
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent'), live, feed, readiness: [async () => feed.ready()], ...options });
   const { url } = await gateway.listen(port);
   const wsUrl = url.replace(/^http/, 'ws');
   const token = (sender: string) => signToken(parsed, { sender, expires: '1h' });
