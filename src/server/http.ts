@@ -123,8 +123,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   const ready = readiness(sql, options.readiness ?? []);
   const graceMs = options.shutdownGraceMs ?? 10_000;
 
-  // Assigned below, once the transports it reads exist.
-  let metrics: GatewayMetrics | null = null;
+  const live = options.live ?? null;
+  // Gauges read the transports' counts when scraped, so `stats` may name the transports made below.
+  const metrics = config.metrics.enabled ? createMetrics({ transports: () => stats(), live: live ? () => live.stats : undefined }) : null;
   const wsObserver: WebSocketObserver = {
     operation: (type) => metrics?.wsOperation(type),
     errors: (codes) => metrics?.wsErrors(codes),
@@ -145,17 +146,14 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** SSE responses in flight: they never finish on their own, so close() ends them. */
   const streams = new Set<ServerResponse>();
   const stats = (): TransportStats => ({ ...webSockets.stats(), sseStreams: streams.size });
-  const live = options.live ?? null;
-  if (config.metrics.enabled) metrics = createMetrics({ transports: stats, live: live ? () => live.stats : undefined });
-  const gatewayMetrics = metrics;
   if (live) {
     live.observer = {
-      evaluated: (kind, seconds) => gatewayMetrics?.evaluated(kind, seconds),
+      evaluated: (kind, seconds) => metrics?.evaluated(kind, seconds),
       error: (message, err) => logger.error({ err }, `live: ${message}`),
     };
   }
-  const unfollowFeed = gatewayMetrics && options.feed ? options.feed.onChanges((batch) => gatewayMetrics.feedDelivered(batch.lagSeconds)) : null;
-  const metricsOnMain = metrics !== null && config.metrics.port === null;
+  const unfollowFeed = metrics && options.feed ? options.feed.onChanges((batch) => metrics.feedDelivered(batch.lagSeconds)) : null;
+  const metricsOnMain = config.metrics.port === null;
   const mayReadMetrics = metricsAccess(config);
 
   /** Requests being answered: those still to send headers when close() starts are told to close their connection. */
@@ -187,7 +185,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ? createServer((req, res) => {
           const path = new URL(req.url ?? '/', 'http://localhost').pathname;
           if (path !== METRICS_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (this port serves ${METRICS_PATH} only)` }] });
-          sendMetrics(res, metrics!).catch((err: unknown) => {
+          sendMetrics(res, metrics).catch((err: unknown) => {
             logInternalError(err);
             res.destroy();
           });
@@ -200,11 +198,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       const ok = await ready();
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable' });
     }
-    if (path === METRICS_PATH && metricsOnMain) {
+    if (path === METRICS_PATH && metrics && metricsOnMain) {
       if (!mayReadMetrics(req.headers)) {
         return refuse(res, record, 401, `${METRICS_PATH} needs the admin secret (x-rowgate-admin-secret) or Authorization: Bearer <metrics.token>`, 'UNAUTHENTICATED');
       }
-      return sendMetrics(res, metrics!);
+      return sendMetrics(res, metrics);
     }
     if (path !== GRAPHQL_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (GraphQL is at ${GRAPHQL_PATH})` }] });
 
