@@ -4,7 +4,7 @@ import { useTestDatabase } from './support/db.ts';
 import { startLiveGateway, type LiveGateway } from './support/live-gateway.ts';
 import { metric, parseMetrics, type Sample } from './support/metrics.ts';
 import { codes, startTiny, type TinyGateway } from './support/server.ts';
-import { run } from './support/transports.ts';
+import { ADMIN_SECRET as TRANSPORT_ADMIN, readAll, run, sse, startTransportGateway, within } from './support/transports.ts';
 
 // Prometheus /metrics: who may read it, and that what it says follows what the gateway did.
 const db = useTestDatabase();
@@ -93,6 +93,23 @@ describe('metrics.enabled: false', async () => {
     const res = await fetch(`${gw.base}/metrics`, { headers: { 'x-rowgate-admin-secret': ADMIN } });
     expect(res.status).toBe(404);
     await res.body?.cancel();
+  });
+});
+
+describe('errors inside an SSE stream', async () => {
+  const gw = await startTransportGateway();
+  const metricsUrl = gw.url.replace(/\/graphql$/, '/metrics');
+  const admin = { 'x-rowgate-admin-secret': TRANSPORT_ADMIN };
+
+  it('are counted by code as the stream sends them', async () => {
+    const labels = { transport: 'sse', code: 'INTERNAL_SERVER_ERROR' };
+    const before = await scrape(metricsUrl, admin);
+    const { next } = await within(readAll(await sse(gw.url, { query: 'subscription { boom }' }, { authorization: `Bearer ${await gw.token('alice')}` })), 5_000, 'the stream');
+    expect(JSON.stringify(next[1])).toContain('"code":"INTERNAL_SERVER_ERROR"');
+    const after = await scrape(metricsUrl, admin);
+    expect(metric(after, 'rowgate_graphql_errors_total', labels) - metric(before, 'rowgate_graphql_errors_total', labels)).toBe(1);
+    const ops = { transport: 'sse', operation_type: 'subscription' };
+    expect(metric(after, 'rowgate_graphql_operations_total', ops) - metric(before, 'rowgate_graphql_operations_total', ops)).toBe(1);
   });
 });
 

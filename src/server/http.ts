@@ -109,7 +109,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors.
     plugins: [
-      useRequestRecord((record) => metrics?.streamStarted(record)),
+      useRequestRecord({ started: (record) => metrics?.streamStarted(record), errors: (codes) => metrics?.streamErrors(codes) }),
       useCaller(authenticator),
       useErrorCodes(),
       useQueryLimits({ maxDepth: config.limits.maxDepth }),

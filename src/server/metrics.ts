@@ -20,9 +20,11 @@ export interface GatewayMetrics {
   requestDone(record: RequestRecord, status: number, seconds: number): void;
   /** An SSE subscription has started (counted now rather than when it ends). */
   streamStarted(record: RequestRecord): void;
+  /** Errors sent in an SSE stream's events. */
+  streamErrors(codes: readonly string[]): void;
   /** A GraphQL operation arrived on a WebSocket (`unknown` when it did not parse). */
   wsOperation(type: string): void;
-  /** Errors sent on a WebSocket (HTTP and SSE errors come with their request). */
+  /** Errors sent on a WebSocket. */
   wsErrors(codes: readonly string[]): void;
   /** One live evaluation ran. */
   evaluated(kind: EvaluationKind, seconds: number): void;
@@ -120,7 +122,7 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
 
   return {
     requestDone(record, status, seconds) {
-      // A stream was counted when it started, and its events' errors are not seen here.
+      // A stream was counted when it started, and its events' errors as they were sent.
       if (record.stream) return;
       const type = record.operationType ?? 'unknown';
       operations.inc({ transport: record.transport, operation_type: type });
@@ -129,6 +131,9 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     },
     streamStarted(record) {
       operations.inc({ transport: 'sse', operation_type: record.operationType ?? 'unknown' });
+    },
+    streamErrors(codes) {
+      for (const code of codes) errors.inc({ transport: 'sse', code });
     },
     wsOperation(type) {
       operations.inc({ transport: 'ws', operation_type: type });

@@ -1,4 +1,4 @@
-import { getOperationAST, type DocumentNode, type OperationTypeNode } from 'graphql';
+import { getOperationAST, type DocumentNode, type GraphQLError, type OperationTypeNode } from 'graphql';
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 
 /**
@@ -21,6 +21,11 @@ export interface RequestRecord {
   stream: boolean;
 }
 
+export interface StreamObserver {
+  started(record: RequestRecord): void;
+  errors(codes: readonly string[]): void;
+}
+
 export function newRecord(id: string, transport: 'http' | 'sse'): RequestRecord {
   return { id, started: performance.now(), operationName: null, operationType: null, codes: [], transport, stream: false };
 }
@@ -37,10 +42,11 @@ export function errorCodes(errors: readonly { extensions?: Record<string, unknow
  * Fills the `record` an HTTP request carries in its server context: the operation from the parsed
  * document (so requests refused in validation or authentication still have one), and the error
  * codes from the result yoga is about to send (after masking, so codes are the ones clients see).
- * `onStream` is told when the result is an SSE stream, which may run for hours before the request
- * closes. Operations over a WebSocket carry no record; ws.ts counts those.
+ * An SSE stream may run for hours before its request closes: `streams` is told when one starts
+ * and of the error codes of each event as it is sent (they are also kept for the request's line).
+ * Operations over a WebSocket carry no record; ws.ts counts those.
  */
-export function useRequestRecord(onStream: (record: RequestRecord) => void): Plugin {
+export function useRequestRecord(streams: StreamObserver): Plugin {
   return {
     onParse({ context }) {
       const record = (context as { record?: RequestRecord }).record;
@@ -53,15 +59,44 @@ export function useRequestRecord(onStream: (record: RequestRecord) => void): Plu
         record.operationName = operation?.name?.value ?? operationName;
       };
     },
-    onResultProcess({ result, serverContext }) {
+    onResultProcess({ result, setResult, serverContext }) {
       const record = (serverContext as { record?: RequestRecord }).record;
       if (!record) return;
       if (isAsyncIterable(result)) {
         record.stream = true;
-        onStream(record);
+        streams.started(record);
+        setResult(
+          observeStream(result, (event) => {
+            const codes = errorCodes((event as { errors?: readonly GraphQLError[] }).errors);
+            if (codes.length === 0) return;
+            record.codes.push(...codes);
+            streams.errors(codes);
+          }),
+        );
         return;
       }
       for (const one of Array.isArray(result) ? result : [result]) record.codes.push(...errorCodes(one.errors));
     },
+  };
+}
+
+/**
+ * `stream` with `seen` told of each event. Not an async generator: a generator's `return()` waits
+ * for its pending `next()`, and a live query's next event may never come, so a client that leaves
+ * would never release its subscription; here `return()` goes straight to the stream.
+ */
+function observeStream<T>(stream: AsyncIterable<T>, seen: (event: T) => void): AsyncIterableIterator<T> {
+  const inner = stream[Symbol.asyncIterator]();
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      const step = await inner.next();
+      if (!step.done) seen(step.value);
+      return step;
+    },
+    return: (value?: unknown) => (inner.return ? inner.return(value) : Promise.resolve({ done: true as const, value: value as T })),
+    throw: (err?: unknown) => (inner.throw ? inner.throw(err) : Promise.reject(err)),
   };
 }
