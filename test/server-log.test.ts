@@ -58,6 +58,14 @@ describe('request ids and request lines', async () => {
     expect(await lineOf(big.headers.get('x-request-id')!)).toMatchObject({ status: 413, errors: ['LIMIT_EXCEEDED'] });
   });
 
+  it("logs the document's operation name, never a client's operationName text", async () => {
+    const claimed = `Claimed${'x'.repeat(5000)}`;
+    const res = await gw.post({ query: 'query Who { whoami }', operationName: claimed }, headers);
+    const line = await lineOf(res.headers.get('x-request-id')!);
+    expect(line['operationName']).toBeUndefined();
+    expect(raw.join('\n')).not.toContain(claimed.slice(0, 100));
+  });
+
   it('logs probes at debug only, so at info they leave no line', async () => {
     const res = await fetch(`${gw.base}/healthz`, { headers: { 'x-request-id': 'probe-1' } });
     expect(res.headers.get('x-request-id')).toBe('probe-1');

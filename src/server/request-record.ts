@@ -21,6 +21,9 @@ export interface RequestRecord {
   stream: boolean;
 }
 
+/** Characters of an operation's name kept for the log. */
+const MAX_LOGGED_NAME = 128;
+
 export interface StreamObserver {
   started(record: RequestRecord): void;
   errors(codes: readonly string[]): void;
@@ -56,7 +59,8 @@ export function useRequestRecord(streams: StreamObserver): Plugin {
         if (!result || result instanceof Error) return;
         const operation = getOperationAST(result as DocumentNode, operationName);
         record.operationType = operation?.operation ?? null;
-        record.operationName = operation?.name?.value ?? operationName;
+        // The document's name only (a GraphQL name), never the client's `operationName` text; cut, as names have no length limit.
+        record.operationName = operation?.name?.value.slice(0, MAX_LOGGED_NAME) ?? null;
       };
     },
     onResultProcess({ result, setResult, serverContext }) {
