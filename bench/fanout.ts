@@ -586,7 +586,8 @@ async function main(): Promise<void> {
     const demo = JSON.parse(await readFile(join(ROOT, 'demo/rowgate.config.json'), 'utf8')) as Record<string, unknown>;
     const configDir = await mkdtemp(join(tmpdir(), 'rowgate-fanout-config-'));
     cleanup.push(() => rm(configDir, { recursive: true, force: true }));
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', DATABASE_URL: benchUrl };
+    // LOG_LEVEL warn: the gateway's request lines (one per request at info) are not what is measured.
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', DATABASE_URL: benchUrl };
     for (const name of ['ROWGATE_JWT_SECRET', 'ROWGATE_ADMIN_SECRET', 'PORT']) delete childEnv[name];
 
     // The subscription's worst case (1,000 accounts × 1,000 players at the default maxRows) is above the

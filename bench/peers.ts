@@ -771,7 +771,8 @@ async function main(): Promise<void> {
     const fileConfig = { ...demo, database: { url: benchUrl }, limits };
     await writeFile(configPath, JSON.stringify(fileConfig, null, 2));
     const config = parseConfig(fileConfig, {});
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production' };
+    // LOG_LEVEL warn: the gateway's request lines (one per request at info) are not what is measured.
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn' };
     for (const k of ['DATABASE_URL', 'ROWGATE_JWT_SECRET', 'ROWGATE_ADMIN_SECRET', 'PORT']) delete childEnv[k];
     const applied = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const p = spawn(process.execPath, ['bin/rowgate.mjs', 'policies', '--apply', '--config', configPath], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });

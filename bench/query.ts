@@ -294,7 +294,8 @@ async function main(): Promise<void> {
     const tokenOf = (s: string) => tokenBySender.get(s) ?? (() => { throw new Error(`no token for ${s}`); })();
 
     // 4. Both servers as child processes (each its own event loop); only one is under load at a time.
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', DATABASE_URL: benchUrl };
+    // LOG_LEVEL warn: the gateway's request lines (one per request at info) are not what is measured.
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', DATABASE_URL: benchUrl };
     for (const name of ['ROWGATE_JWT_SECRET', 'ROWGATE_ADMIN_SECRET', 'PORT']) delete childEnv[name];
     log('starting the gateway (node bin/rowgate.mjs serve) and the floor (bench/floor.ts) …');
     // BENCH_CPU_PROF=DIR: the gateway writes a V8 CPU profile there when it stops (open it in Chrome DevTools).

@@ -443,7 +443,8 @@ async function main(): Promise<void> {
     const configPath = join(configDir, 'soak.json');
     await writeFile(configPath, JSON.stringify({ ...demo, database: { url: benchUrl }, limits: { ...((demo['limits'] as object | undefined) ?? {}), maxSubscriptionsPerSocket: 100 } }, null, 2));
     const config = parseConfig({ ...demo, database: { url: benchUrl } }, {});
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', DATABASE_URL: benchUrl };
+    // LOG_LEVEL warn: the gateway's request lines (one per request at info) are not what is measured.
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', LOG_LEVEL: 'warn', DATABASE_URL: benchUrl };
     for (const name of ['ROWGATE_JWT_SECRET', 'ROWGATE_ADMIN_SECRET', 'PORT']) delete childEnv[name];
 
     log('starting the gateway …');

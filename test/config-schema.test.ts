@@ -29,7 +29,7 @@ describe('config schema', () => {
     // a placeholder for a name the user chooses (`computedFields.<field>.function`).
     const missing = all.filter((p) => {
       const tail = (p.length === 1 ? p : p[0] === 'tables' ? p.slice(2) : p.slice(1)).map((k) => (k === '*' ? '<field>' : k));
-      const names = tail.map((_, i) => tail.slice(i).join('.'));
+      const names = [p.join('.'), ...tail.map((_, i) => tail.slice(i).join('.'))];
       return !names.some((n) => reference.includes(`\`${n}\``));
     });
     expect(missing.map((p) => p.join('.'))).toEqual([]);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve, extname } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { configSchema, type Config } from './schema.ts';
+import { configSchema, LOG_LEVELS, type Config, type LogLevel } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = 'rowgate.config.json';
 
@@ -21,6 +21,12 @@ export function parseConfig(input: unknown, env: NodeJS.ProcessEnv = process.env
   if (env['DATABASE_URL']) config.database.url = env['DATABASE_URL'];
   if (env['ROWGATE_JWT_SECRET']) config.auth.jwt.secret = env['ROWGATE_JWT_SECRET'];
   if (env['ROWGATE_ADMIN_SECRET']) config.auth.adminSecret = env['ROWGATE_ADMIN_SECRET'];
+  if (env['ROWGATE_METRICS_TOKEN']) config.metrics.token = env['ROWGATE_METRICS_TOKEN'];
+  const level = env['LOG_LEVEL'];
+  if (level) {
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`);
+    config.log.level = level as LogLevel;
+  }
   return config;
 }
 

@@ -9,6 +9,10 @@ const rulesOrPublic = z.union([z.literal('public'), ruleList]);
 const oneOrMany = z.union([z.string().min(1).transform((s) => [s]), ruleList]);
 const oneOrManyOrPublic = z.union([z.literal('public'), oneOrMany]);
 
+/** pino's levels, most severe first; `silent` logs nothing. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 const presets = z.record(z.string(), z.string());
 
 const tableSchema = z
@@ -130,6 +134,41 @@ export const configSchema = z
         // "hasura": extensions.code carries Hasura's error class (invalid-jwt, permission-error,
         // validation-failed, constraint-violation, unexpected) and rowgate's code is in rowgate_code.
         errorCodes: z.enum(['rowgate', 'hasura']).default('rowgate'),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true).describe('Serve Prometheus metrics at /metrics (prom-client text format).'),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .nullable()
+          .default(null)
+          .describe('Serve /metrics on its own listener on this port (same host as the gateway), without credentials, and not on the main port. Unset: /metrics is on the main port and needs the admin secret or metrics.token.'),
+        token: z
+          .string()
+          .min(16, 'use at least 16 characters')
+          .nullable()
+          .default(null)
+          .describe('A bearer token (Authorization: Bearer <token>) a scraper may send for /metrics on the main port instead of the admin secret; env ROWGATE_METRICS_TOKEN.'),
+      })
+      .strict()
+      .prefault({}),
+    tracing: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('OpenTelemetry spans for every GraphQL operation (@envelop/opentelemetry), sent to the globally registered tracer provider: register an SDK and exporter in the process (node --import).'),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(LOG_LEVELS).default('info').describe('Level of the JSON log on stdout (pino): fatal, error, warn, info, debug, trace or silent; env LOG_LEVEL wins.'),
       })
       .strict()
       .prefault({}),

@@ -19,6 +19,22 @@ export type LiveKind = 'list' | 'byPk' | 'aggregate';
 /** Unread change events kept per subscription before the stream is ended (the client resumes). */
 const CHANGE_BUFFER = 10_000;
 
+/** What a live evaluation was for: a live query (`t`, `t_by_pk`, `t_aggregate`) or a change stream (`t_changes`). */
+export type EvaluationKind = 'live_query' | 'change_stream';
+
+/** What the gateway's metrics and log learn from the engine (createGateway sets it). */
+export interface LiveObserver {
+  /** One evaluation (its statements for a set of subscribers) took `seconds`. */
+  evaluated(kind: EvaluationKind, seconds: number): void;
+  /** A failure no client sees in full: a subscription gets a masked error, or an evaluation will be retried. */
+  error(message: string, err: unknown): void;
+}
+
+const consoleObserver: LiveObserver = {
+  evaluated() {},
+  error: (message, err) => console.error(`rowgate live: ${message}:`, err),
+};
+
 export interface LiveStats {
   /** SQL statements the engine has run (live queries, change streams, streams). */
   statements: number;
@@ -60,7 +76,7 @@ function childImages(shape: LiveShapeState, table: string): Record<string, unkno
   return list;
 }
 
-function subscriptionError(err: unknown): Error {
+function subscriptionError(err: unknown, observer: LiveObserver): Error {
   if (err instanceof GraphQLError) return err;
   const code = (err as { code?: string }).code;
   if (code === 'POSITION_EXPIRED') return new GraphQLError((err as Error).message, { extensions: { code: 'BAD_USER_INPUT', reason: 'POSITION_EXPIRED' } });
@@ -69,7 +85,7 @@ function subscriptionError(err: unknown): Error {
   if (typeof code === 'string' && code.startsWith('22')) {
     return new GraphQLError(`a value was rejected by the database (SQLSTATE ${code})`, { extensions: { code: 'BAD_USER_INPUT', sqlstate: code } });
   }
-  console.error('rowgate live:', err);
+  observer.error('a subscription failed', err);
   return new GraphQLError('Internal server error', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 }
 
@@ -89,6 +105,8 @@ export class LiveEngine {
   private readonly unsubscribe: () => void;
   /** Subscriber ids: short strings, unique within this engine. */
   private sids = 0;
+  /** Told the duration of every evaluation and failures; the default only writes failures to stderr. */
+  observer: LiveObserver = consoleObserver;
 
   constructor(
     private readonly api: ApiModel,
@@ -102,6 +120,15 @@ export class LiveEngine {
 
   close(): void {
     this.unsubscribe();
+  }
+
+  private async timed<T>(kind: EvaluationKind, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await run();
+    } finally {
+      this.observer.evaluated(kind, (performance.now() - started) / 1000);
+    }
   }
 
   private onChanges(changes: Change[]): void {
@@ -160,11 +187,11 @@ export class LiveEngine {
           shape.childImages.clear();
           shape.newcomers.clear();
           if (dirty) {
-            await evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count);
+            await this.timed('live_query', () => evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count));
             continue;
           }
           // Newcomers are evaluated after every change they were subscribed for: they need nothing else.
-          if (newcomers.length) await evaluateLive(this.db, shape, newcomers, this.batch, this.count);
+          if (newcomers.length) await this.timed('live_query', () => evaluateLive(this.db, shape, newcomers, this.batch, this.count));
           // Each evaluation below sees every change of this round (they are all committed), so a
           // subscriber evaluated once needs nothing more this round.
           const done = new Set<LiveSubscriber>(newcomers);
@@ -172,14 +199,14 @@ export class LiveEngine {
           if (children.size && shape.keys) {
             const holders = shape.keys.concerned<LiveSubscriber>(children);
             const concerned = [...holders].filter((sub) => !done.has(sub) && shape.subscribers.get(sub.sid) === sub);
-            if (concerned.length) await evaluateLive(this.db, shape, concerned, this.batch, this.count);
+            if (concerned.length) await this.timed('live_query', () => evaluateLive(this.db, shape, concerned, this.batch, this.count));
           }
         }
       } catch (err) {
         // The database stayed unreachable through every retry: keep the subscriptions, and try
         // again on the next change (or the next subscriber) once it is back.
         shape.dirty = true;
-        console.error('rowgate live: re-evaluation failed, will retry on the next change:', (err as Error).message);
+        this.observer.error('re-evaluation failed, will retry on the next change', err);
       } finally {
         shape.running = false;
       }
@@ -187,15 +214,15 @@ export class LiveEngine {
   }
 
   private async evaluateImages(shape: LiveShapeState, images: string[]): Promise<Iterable<LiveSubscriber>> {
-    shape.roster ??= buildRoster(shape, this.batch);
+    const roster = (shape.roster ??= buildRoster(shape, this.batch));
     try {
-      return await evaluateImages(this.db, shape, shape.roster, images, this.count);
+      return await this.timed('live_query', () => evaluateImages(this.db, shape, roster, images, this.count));
     } catch (err) {
       // One subscriber's values can fail a statement for all (a LIKE pattern ending in "\"):
       // evaluating everyone finds it (evaluateLive isolates it) and answers the others.
       if (isConnectionError(err)) throw err;
       const all = [...shape.subscribers.values()];
-      await evaluateLive(this.db, shape, all, this.batch, this.count);
+      await this.timed('live_query', () => evaluateLive(this.db, shape, all, this.batch, this.count));
       return all;
     }
   }
@@ -214,7 +241,7 @@ export class LiveEngine {
           const changes = shape.pending;
           shape.pending = [];
           const subs = [...shape.subscribers.values()].filter((sub) => !sub.backlog);
-          if (subs.length) await evaluateChanges(this.db, shape, subs, changes, this.batch, this.count);
+          if (subs.length) await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
         }
       } finally {
         shape.running = false;
@@ -277,7 +304,7 @@ export class LiveEngine {
         valuesKey,
         hash: null,
         push: (result) => void push(result),
-        fail: (err) => stop(subscriptionError(err)),
+        fail: (err) => stop(subscriptionError(err, this.observer)),
       };
       owner.subscribers.set(sub.sid, sub);
       owner.roster = null;
@@ -346,7 +373,7 @@ export class LiveEngine {
             stop(new GraphQLError(`the client reads too slowly: more than ${CHANGE_BUFFER} events are waiting; resume with after`, { extensions: { code: 'LIMIT_EXCEEDED' } }));
           }
         },
-        fail: (err) => stop(subscriptionError(err)),
+        fail: (err) => stop(subscriptionError(err, this.observer)),
       };
       owner.subscribers.set(sub.sid, sub);
       this.stats.subscriptions++;
@@ -382,13 +409,13 @@ export class LiveEngine {
       const changes = await this.source.readAfter(logPosition(sub.cursor), 1000);
       if (changes.length === 0) break;
       // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
-      if ((await evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count)).length === 0) return;
+      if ((await this.timed('change_stream', () => evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count))).length === 0) return;
     }
     // Deliveries that arrived meanwhile: whatever the log read already covered is skipped.
     while (sub.backlog && sub.backlog.length) {
       const pending = sub.backlog.filter((c) => comparePositions(c.position, sub.cursor) > 0);
       sub.backlog = [];
-      if (pending.length && (await evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count)).length === 0) return;
+      if (pending.length && (await this.timed('change_stream', () => evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count))).length === 0) return;
     }
     sub.backlog = null;
   }
@@ -415,7 +442,7 @@ export class LiveEngine {
           await push(batch);
         }
       } catch (err) {
-        stop(subscriptionError(err));
+        stop(subscriptionError(err, this.observer));
       } finally {
         this.streamWatchers.delete(watcher);
         this.stats.subscriptions--;

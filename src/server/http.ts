@@ -1,17 +1,25 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TracerProvider } from '@opentelemetry/api';
 import type { GraphQLSchema } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config/index.ts';
+import type { ChangeBatch } from '../db/changes/index.ts';
 import type { Sql } from '../db/index.ts';
+import type { LiveEngine } from '../live/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
 import { useCallerConcurrency } from './concurrency.ts';
-import { createMaskError, logInternalError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
-import { createWebSocketTransport, type SlowSocket } from './ws.ts';
 import { hasuraErrorCodes, useHasuraErrorCodes } from './hasura-codes.ts';
 import { useSessionExpiry } from './expiry.ts';
+import { createLogger, REQUEST_ID_HEADER, requestId, type Logger } from './log.ts';
+import { METRICS_PATH, metricsAccess } from './metrics-access.ts';
+import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import { createMaskError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
+import { newRecord, useRequestRecord, type RequestRecord } from './request-record.ts';
+import { useTracing } from './tracing.ts';
+import { createWebSocketTransport, type SlowSocket, type WebSocketObserver } from './ws.ts';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -19,6 +27,8 @@ export const GRAPHQL_PATH = '/graphql';
 export interface ServerContext {
   req: IncomingMessage;
   res: ServerResponse;
+  /** What the request did, for its log line and the metrics (request-record.ts). */
+  record: RequestRecord;
 }
 
 export type Yoga = YogaServerInstance<ServerContext, GraphQLContext>;
@@ -33,14 +43,22 @@ export interface GatewayOptions {
   authenticator: Authenticator;
   /** Further readiness conditions, besides `SELECT 1` on the pool. */
   readiness?: ReadinessCheck[];
-  /** Where masked internal errors go; defaults to stderr. */
+  /** The runtime log (request lines, internal errors, slow sockets); defaults to pino on stdout at `log.level`. */
+  logger?: Logger;
+  /** Where masked internal errors go; defaults to the logger, at level error. */
   logInternalError?: InternalErrorLogger;
   /** How long `close()` waits for in-flight requests before cutting connections (ms). */
   shutdownGraceMs?: number;
-  /** Told about every WebSocket closed (1013) because its client read too slowly; defaults to stderr. */
+  /** Told about every WebSocket closed (1013) because its client read too slowly; defaults to the logger, at level warn. */
   onSlowSocket?: (info: SlowSocket) => void;
   /** What GraphiQL opens with (the demo pre-fills a token in the Headers tab). */
   graphiql?: { headers?: string; defaultQuery?: string };
+  /** The live engine, for the subscription and evaluation metrics and its log. */
+  live?: LiveEngine | null;
+  /** The change feed, for its lag metric. */
+  feed?: { onChanges(listener: (batch: ChangeBatch) => void): () => void };
+  /** Where spans go with `tracing.enabled`; defaults to OpenTelemetry's global provider. */
+  tracerProvider?: TracerProvider;
 }
 
 /** Open long-lived connections, for benchmarks and monitoring. */
@@ -57,7 +75,8 @@ export interface Gateway {
   server: Server;
   /** The yoga instance; a WebSocket transport runs operations through `yoga.getEnveloped`. */
   yoga: Yoga;
-  listen(port: number, host?: string): Promise<{ url: string }>;
+  /** Listens on `port`, and on `metrics.port` (same host) when set; `metricsUrl` is then that listener's /metrics. */
+  listen(port: number, host?: string): Promise<{ url: string; metricsUrl?: string }>;
   /**
    * Stops accepting, closes every WebSocket with 1001 and ends every SSE stream, lets in-flight
    * requests finish (up to the grace period), disposes yoga.
@@ -67,15 +86,18 @@ export interface Gateway {
 }
 
 /**
- * The HTTP side of the gateway: yoga on node:http at `/graphql`, `/healthz`, `/readyz`, and
- * 404 elsewhere. The Origin allow-list and the body-size limit are enforced here, before yoga
- * sees the request; everything GraphQL-shaped (auth, limits, masking) lives in yoga plugins.
+ * The HTTP side of the gateway: yoga on node:http at `/graphql`, `/healthz`, `/readyz`,
+ * `/metrics` (unless on its own port), and 404 elsewhere. The Origin allow-list and the body-size
+ * limit are enforced here, before yoga sees the request; everything GraphQL-shaped (auth, limits,
+ * masking) lives in yoga plugins. Every request gets an id (`x-request-id`) and one log line.
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const { config, schema, sql, authenticator } = options;
   const allowedOrigins = config.auth.allowedOrigins;
   const maxBodyBytes = config.limits.maxBodyBytes;
-  const maskError = createMaskError(options.logInternalError);
+  const logger = options.logger ?? createLogger(config.log.level);
+  const logInternalError = options.logInternalError ?? ((err: unknown) => logger.error({ err }, 'internal error'));
+  const maskError = createMaskError(logInternalError);
 
   const yoga: Yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
@@ -95,7 +117,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors;
     // the per-caller limit wraps the transaction, so a refused mutation never takes a connection.
+    // Hasura's codes are mapped after the request record has counted rowgate's.
     plugins: [
+      useRequestRecord({ started: (record) => metrics?.streamStarted(record), errors: (codes) => metrics?.streamErrors(codes) }),
       ...(config.graphql.errorCodes === 'hasura' ? [useHasuraErrorCodes()] : []),
       useCaller(authenticator),
       useSessionExpiry(),
@@ -104,12 +128,21 @@ export function createGateway(options: GatewayOptions): Gateway {
       useMutationTransaction(sql),
       useCallerConcurrency(config.limits.perCallerConcurrency),
       useGraphQLSubscribe(),
+      // After useGraphQLSubscribe: tracing wraps the subscribe function that is set when its hook runs.
+      ...(config.tracing.enabled ? [useTracing(options.tracerProvider)] : []),
     ],
   });
 
   const ready = readiness(sql, options.readiness ?? []);
   const graceMs = options.shutdownGraceMs ?? 10_000;
 
+  const live = options.live ?? null;
+  // Gauges read the transports' counts when scraped, so `stats` may name the transports made below.
+  const metrics = config.metrics.enabled ? createMetrics({ transports: () => stats(), live: live ? () => live.stats : undefined }) : null;
+  const wsObserver: WebSocketObserver = {
+    operation: (type) => metrics?.wsOperation(type),
+    errors: (codes) => metrics?.wsErrors(codes),
+  };
   const webSockets = createWebSocketTransport({
     yoga,
     authenticator,
@@ -117,78 +150,135 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxSubscriptionsPerSocket: config.limits.maxSubscriptionsPerSocket,
     maxPayloadBytes: maxBodyBytes,
     maxBufferedBytes: config.limits.maxSocketBufferBytes,
-    ...(options.onSlowSocket ? { onSlowSocket: options.onSlowSocket } : {}),
+    onSlowSocket: options.onSlowSocket ?? ((info) => logger.warn(info, 'closed a WebSocket whose client reads too slowly (limits.maxSocketBufferBytes)')),
+    observe: wsObserver,
     maskError,
     ...(config.graphql.errorCodes === 'hasura' ? { mapErrors: hasuraErrorCodes } : {}),
-    logInternalError: options.logInternalError ?? logInternalError,
+    logInternalError,
     path: GRAPHQL_PATH,
   });
   /** SSE responses in flight: they never finish on their own, so close() ends them. */
   const streams = new Set<ServerResponse>();
+  const stats = (): TransportStats => ({ ...webSockets.stats(), sseStreams: streams.size });
+  if (live) {
+    live.observer = {
+      evaluated: (kind, seconds) => metrics?.evaluated(kind, seconds),
+      error: (message, err) => logger.error({ err }, `live: ${message}`),
+    };
+  }
+  const unfollowFeed = metrics && options.feed ? options.feed.onChanges((batch) => metrics.feedDelivered(batch.lagSeconds)) : null;
+  const metricsOnMain = config.metrics.port === null;
+  const mayReadMetrics = metricsAccess(config);
 
   /** Requests being answered: those still to send headers when close() starts are told to close their connection. */
   const inFlight = new Set<ServerResponse>();
   let closing: Promise<void> | null = null;
 
   const server = createServer((req, res) => {
+    const record = newRecord(requestId(req), req.headers.accept?.includes('text/event-stream') ? 'sse' : 'http');
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    res.setHeader(REQUEST_ID_HEADER, record.id);
     inFlight.add(res);
-    res.once('close', () => inFlight.delete(res));
+    res.once('close', () => {
+      inFlight.delete(res);
+      requestClosed(req, res, path, record);
+    });
     // A request that arrives on a kept-alive connection during shutdown is answered, then the connection closes.
     if (closing) res.setHeader('connection', 'close');
-    void route(req, res).catch((err: unknown) => {
-      (options.logInternalError ?? console.error)(err);
-      if (!res.headersSent) sendJson(res, 500, graphqlError('Internal server error', 'INTERNAL_SERVER_ERROR'));
+    void route(req, res, path, record).catch((err: unknown) => {
+      logInternalError(err);
+      if (!res.headersSent) refuse(res, record, 500, 'Internal server error', 'INTERNAL_SERVER_ERROR');
       else res.destroy();
     });
   });
   server.on('upgrade', webSockets.handleUpgrade);
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+  /** `/metrics` alone, without credentials, for `metrics.port`: that port is meant to be reachable by the scraper only. */
+  const metricsServer =
+    metrics !== null && config.metrics.port !== null
+      ? createServer((req, res) => {
+          const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+          if (path !== METRICS_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (this port serves ${METRICS_PATH} only)` }] });
+          sendMetrics(res, metrics).catch((err: unknown) => {
+            logInternalError(err);
+            res.destroy();
+          });
+        })
+      : null;
+
+  async function route(req: IncomingMessage, res: ServerResponse, path: string, record: RequestRecord): Promise<void> {
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const ok = await ready();
       return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable' });
     }
+    if (path === METRICS_PATH && metrics && metricsOnMain) {
+      if (!mayReadMetrics(req.headers)) {
+        return refuse(res, record, 401, `${METRICS_PATH} needs the admin secret (x-rowgate-admin-secret) or Authorization: Bearer <metrics.token>`, 'UNAUTHENTICATED');
+      }
+      return sendMetrics(res, metrics);
+    }
     if (path !== GRAPHQL_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (GraphQL is at ${GRAPHQL_PATH})` }] });
 
     const origin = req.headers.origin;
     if (origin !== undefined && !originAllowed(allowedOrigins, origin)) {
-      return sendJson(res, 403, graphqlError('this Origin is not allowed (auth.allowedOrigins)', 'FORBIDDEN'));
+      return refuse(res, record, 403, 'this Origin is not allowed (auth.allowedOrigins)', 'FORBIDDEN');
     }
     if (req.method === 'POST') {
       const body = await readBody(req, maxBodyBytes);
       if (body === null) {
         res.setHeader('connection', 'close');
-        return sendJson(res, 413, graphqlError(`the request body is larger than ${maxBodyBytes} bytes (limits.maxBodyBytes)`, 'LIMIT_EXCEEDED'));
+        return refuse(res, record, 413, `the request body is larger than ${maxBodyBytes} bytes (limits.maxBodyBytes)`, 'LIMIT_EXCEEDED');
       }
       // yoga (through @whatwg-node/server) reads an already-consumed body from `req.body`.
       (req as IncomingMessage & { body?: Buffer }).body = body;
     }
     // One SSE request is one operation; a client that goes away aborts it and yoga returns its iterator.
-    if (req.headers.accept?.includes('text/event-stream')) {
+    if (record.transport === 'sse') {
       streams.add(res);
       res.once('close', () => streams.delete(res));
     }
-    await yoga.handle(req, res, { req, res });
+    await yoga.handle(req, res, { req, res, record });
+  }
+
+  /**
+   * One log line per request, and the request metrics for /graphql. Probes and scrapes log at
+   * debug, so a load balancer polling /readyz does not drown the requests. No query text,
+   * variables, headers or data: the operation's name and type, status, duration and error codes.
+   */
+  function requestClosed(req: IncomingMessage, res: ServerResponse, path: string, record: RequestRecord): void {
+    const seconds = (performance.now() - record.started) / 1000;
+    const status = res.statusCode;
+    if (path === GRAPHQL_PATH) metrics?.requestDone(record, status, seconds);
+    const line = {
+      reqId: record.id,
+      method: req.method,
+      path,
+      status,
+      durationMs: Math.round(seconds * 10_000) / 10,
+      ...(record.operationType ? { operationType: record.operationType } : {}),
+      ...(record.operationName ? { operationName: record.operationName } : {}),
+      ...(record.codes.length ? { errors: record.codes } : {}),
+      ...(record.stream ? { sse: true } : {}),
+      // The client went away before the whole response was sent (or an SSE stream it ended).
+      ...(res.writableFinished ? {} : { aborted: true }),
+    };
+    if (path === '/healthz' || path === '/readyz' || path === METRICS_PATH) logger.debug(line, 'request');
+    else logger.info(line, 'request');
   }
 
   return {
     server,
     yoga,
-    listen: (port, host = '127.0.0.1') =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const address = server.address() as AddressInfo;
-          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-          resolve({ url: `http://${shownHost}:${address.port}${GRAPHQL_PATH}` });
-        });
-      }),
-    stats: () => ({ ...webSockets.stats(), sseStreams: streams.size }),
+    async listen(port, host = '127.0.0.1') {
+      const url = `${await listenOn(server, port, host)}${GRAPHQL_PATH}`;
+      if (!metricsServer) return { url };
+      return { url, metricsUrl: `${await listenOn(metricsServer, config.metrics.port!, host)}${METRICS_PATH}` };
+    },
+    stats,
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
+        unfollowFeed?.();
         // Sockets and streams first: server.close() would wait for them for the whole grace period.
         const live = webSockets.close(graceMs);
         for (const res of streams) res.destroy();
@@ -203,8 +293,36 @@ export function createGateway(options: GatewayOptions): Gateway {
         });
         // Keep-alive connections with no request in flight would hold close() open.
         server.closeIdleConnections();
-      }).then(() => yoga.dispose())),
+      }).then(() => Promise.all([yoga.dispose(), metricsServer && closeServer(metricsServer)]).then(() => {}))),
   };
+}
+
+/** Listens; resolves with `http://host:port` as bound. */
+function listenOn(server: Server, port: number, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve(`http://${shownHost}:${address.port}`);
+    });
+  });
+}
+
+/** Stops a server that holds no long-lived requests (a scrape is one short response). */
+function closeServer(server: Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+async function sendMetrics(res: ServerResponse, metrics: GatewayMetrics): Promise<void> {
+  const { contentType, body } = await metrics.render();
+  res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** An `Origin` is allowed when no list is configured or when it is listed exactly. */
@@ -283,8 +401,10 @@ function withTimeout(promise: Promise<boolean>, ms: number): Promise<boolean> {
   });
 }
 
-function graphqlError(message: string, code: string) {
-  return { errors: [{ message, extensions: { code } }] };
+/** Answers with one coded GraphQL error, before or instead of yoga, and records its code. */
+function refuse(res: ServerResponse, record: RequestRecord, status: number, message: string, code: string): void {
+  record.codes.push(code);
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -24,4 +24,6 @@ export {
   type Yoga,
 } from './http.ts';
 export { createWebSocketTransport, closeReason, WsCloseCode, type WebSocketStats, type WebSocketTransport, type WebSocketTransportOptions } from './ws.ts';
+export { createLogger, requestId, REQUEST_ID_HEADER, type Logger } from './log.ts';
+export { METRICS_PATH } from './metrics-access.ts';
 export { serve, printSdl, printToken, resolvePort, DEFAULT_PORT, DEFAULT_HOST, type ServeOptions } from './serve.ts';

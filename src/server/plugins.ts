@@ -250,10 +250,6 @@ export function aliasLimitRule(maxAliases: number): ValidationRule {
 /** Where masked internal errors are reported (the client sees only a generic message). */
 export type InternalErrorLogger = (error: unknown) => void;
 
-export const logInternalError: InternalErrorLogger = (error) => {
-  console.error('rowgate: internal error:', error);
-};
-
 export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
 
 /**
@@ -262,7 +258,7 @@ export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
  * GraphQLError wrapping one) becomes `INTERNAL_SERVER_ERROR` with a generic message, whatever
  * NODE_ENV says, and is handed to `log`.
  */
-export function createMaskError(log: InternalErrorLogger = logInternalError): (error: unknown, message: string) => Error {
+export function createMaskError(log: InternalErrorLogger): (error: unknown, message: string) => Error {
   return (error) => {
     if (isGraphQLError(error) && error.message === INTERNAL_ERROR_MESSAGE && error.extensions['code'] === 'INTERNAL_SERVER_ERROR') return error;
     if (isGraphQLError(error)) {

@@ -9,6 +9,7 @@ import type { ChangeSource } from '../live/index.ts';
 import type { Config } from '../config/index.ts';
 import { createAuthenticator, noAuthenticationWarning } from './auth.ts';
 import { createGateway, type GatewayOptions } from './http.ts';
+import { createLogger } from './log.ts';
 import { signToken } from './token.ts';
 
 export const DEFAULT_PORT = 4000;
@@ -51,6 +52,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   signals?.takeOver();
   const warning = noAuthenticationWarning(config.auth);
   if (warning) process.stderr.write(`rowgate: warning: ${warning}\n`);
+  // The runtime log (JSON lines on stdout); what a person starting the gateway reads stays plain `log` lines.
+  const logger = createLogger(config.log.level);
   try {
     // Capture changes of every listed table and every table a rule reads, then follow the log.
     const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
@@ -59,13 +62,20 @@ export async function serve(options: ServeOptions): Promise<number> {
     // holding every connection of the query pool cannot hold live queries and change streams back.
     const livePool = connect(db.url, { max: config.database.livePoolSize }, { statementTimeoutMs: config.limits.statementTimeoutMs, applicationName: LIVE_APPLICATION_NAME });
     try {
-      const feed = await startChangeFeed({ url: db.url, sql: livePool, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
+      const feed = await startChangeFeed({
+        url: db.url,
+        sql: livePool,
+        schema: config.database.schema,
+        retentionHours: config.changeLog.retentionHours,
+        onError: (err) => logger.error({ err }, 'change feed'),
+      });
       const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, liveSql: livePool, changes: feed });
       const graphiql = await options.graphiql?.(config);
-      const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
+      const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, feed, readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
       try {
-        const { url } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
+        const { url, metricsUrl } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
         log(`rowgate: serving ${url}`);
+        if (metricsUrl) log(`rowgate: metrics on ${metricsUrl}`);
         await options.onListening?.(url, config, db);
         await stop;
         log('rowgate: shutting down');

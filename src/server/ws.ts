@@ -7,6 +7,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Authenticator, Session } from './auth.ts';
 import type { Yoga } from './http.ts';
 import { INTERNAL_ERROR_MESSAGE, type InternalErrorLogger } from './plugins.ts';
+import { errorCodes } from './request-record.ts';
 
 /**
  * The graphql-ws transport (`graphql-transport-ws` subprotocol) on the gateway's node:http server.
@@ -60,10 +61,17 @@ export interface WebSocketTransportOptions {
    * cut after `SLOW_CLOSE_GRACE_MS` if its client does not take the close frame either).
    */
   maxBufferedBytes?: number;
-  /** Told about every socket closed for reading too slowly (default: one line on stderr). */
-  onSlowSocket?: (info: SlowSocket) => void;
+  /** Told about every socket closed for reading too slowly. */
+  onSlowSocket: (info: SlowSocket) => void;
+  /** Told each operation's type (`unknown` when it did not parse) and the error codes sent, for the metrics. */
+  observe: WebSocketObserver;
   /** Rewrites each outgoing result's errors in place (`graphql.errorCodes: "hasura"`). */
   mapErrors?: (result: { errors?: readonly GraphQLFormattedError[] }) => void;
+}
+
+export interface WebSocketObserver {
+  operation(type: string): void;
+  errors(codes: readonly string[]): void;
 }
 
 export interface WebSocketStats {
@@ -138,12 +146,9 @@ const MAX_CLOSE_REASON_BYTES = 123;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
-  const { yoga, authenticator, allowedOrigins, maxSubscriptionsPerSocket, maskError, logInternalError } = options;
+  const { yoga, authenticator, allowedOrigins, maxSubscriptionsPerSocket, maskError, logInternalError, onSlowSocket, observe } = options;
   const keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-  const onSlowSocket =
-    options.onSlowSocket ??
-    ((info: SlowSocket) => console.error(`rowgate: closed a WebSocket whose client reads too slowly (${info.bufferedAmount} bytes queued, limit ${info.limit})`));
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -197,13 +202,15 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       try {
         document = enveloped.parse(payload.query);
       } catch (err) {
+        observe.operation('unknown');
         if (err instanceof GraphQLError) return [err];
         throw err;
       }
+      const operation = getOperationAST(document, payload.operationName);
+      observe.operation(operation?.operation ?? 'unknown');
       const errors = enveloped.validate(enveloped.schema, document);
       if (errors.length > 0) return errors;
 
-      const operation = getOperationAST(document, payload.operationName);
       // Counted before the first await, so concurrent subscribe messages cannot both slip under
       // the limit, and until its handler returns (see settle), whatever ends it.
       if (operation?.operation === 'subscription') {
@@ -247,12 +254,15 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     // Results from yoga's execute/subscribe are masked already; only the HTTP-only extension goes.
     onNext: (_ctx, _id, _payload, _args, result) => {
       const formatted = formatResult(result);
+      // Metrics count rowgate's codes, before any Hasura mapping.
+      if (formatted.errors) observe.errors(errorCodes(formatted.errors));
       options.mapErrors?.(formatted);
       return formatted;
     },
     // Errors from onSubscribe (parse, validation, limits) and from a stream that threw.
     onError: (_ctx, _id, _payload, errors) => {
       const formatted = errors.map((error) => formatError(maskError(error, INTERNAL_ERROR_MESSAGE)));
+      observe.errors(errorCodes(formatted));
       options.mapErrors?.({ errors: formatted });
       return formatted;
     },

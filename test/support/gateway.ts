@@ -4,6 +4,7 @@ import { connect } from '../../src/db/index.ts';
 import { buildSchema } from '../../src/schema/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway } from '../../src/server/http.ts';
+import { createLogger } from '../../src/server/log.ts';
 import { signToken } from '../../src/server/token.ts';
 import type { TestDatabase } from './db.ts';
 import { compile } from './rules.ts';
@@ -32,7 +33,7 @@ export async function startGateway(db: TestDatabase, config: Record<string, unkn
   // The gateway's own pool, with the statement timeout `rowgate serve` would set.
   const sql = connect(db.url, { max: 5 }, { statementTimeoutMs: parsed.limits.statementTimeoutMs });
   const schema = buildSchema({ config: parsed, catalog: await db.catalog(), rules, sql });
-  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {} });
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent') });
   const { url } = await gateway.listen(0);
   afterAll(async () => {
     await gateway.close();

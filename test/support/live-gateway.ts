@@ -6,6 +6,7 @@ import { buildApi } from '../../src/schema/index.ts';
 import type { LiveEngine } from '../../src/live/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/server/http.ts';
+import { createLogger } from '../../src/server/log.ts';
 import { signToken } from '../../src/server/token.ts';
 import type { TestDatabase } from './db.ts';
 import type { GraphQLResponse } from './gateway.ts';
@@ -46,7 +47,7 @@ export async function startLiveGateway(
   const feed = await startChangeFeed({ url: db.url, sql: livePool, schema: 'public', retentionHours: 24, pollMs: 100 });
   const { schema, live } = buildApi({ config: parsed, catalog, rules, sql, liveSql: livePool, changes: feed });
   const gatewayOptions = options.onSlowSocket ? { onSlowSocket: options.onSlowSocket } : {};
-  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, readiness: [async () => feed.ready()], ...gatewayOptions });
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent'), live, feed, readiness: [async () => feed.ready()], ...gatewayOptions });
   const { url } = await gateway.listen(port);
   const wsUrl = url.replace(/^http/, 'ws');
   const token = (sender: string) => signToken(parsed, { sender, expires: '1h' });

@@ -5,6 +5,7 @@ import { connect, type Sql } from '../../src/db/index.ts';
 import type { GraphQLContext } from '../../src/schema/context.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/server/http.ts';
+import { createLogger, type Logger } from '../../src/server/log.ts';
 
 /**
  * A gateway around a tiny hand-written schema, so the server's behaviour (auth, limits,
@@ -73,6 +74,8 @@ export function tinySchema(state: TinyState, sql: Sql | null = null): GraphQLSch
 
 export interface TinyGateway {
   url: string;
+  /** The separate metrics listener's /metrics, when `metrics.port` is set. */
+  metricsUrl?: string;
   base: string;
   config: Config;
   gateway: Gateway;
@@ -89,11 +92,11 @@ export interface GraphQLBody {
 /**
  * Starts a gateway with `config` (merged over a config with the test secret and no tables) on a
  * free port; closed after the file's tests. The pool is `sql`, else one for `databaseUrl`, else
- * one that is never used.
+ * one that is never used. The log is silent unless `logger` is given.
  */
 export async function startTiny(
   config: Record<string, unknown> = {},
-  options: { sql?: Sql; databaseUrl?: string; readiness?: GatewayOptions['readiness']; graphiql?: GatewayOptions['graphiql'] } = {},
+  options: { sql?: Sql; databaseUrl?: string; readiness?: GatewayOptions['readiness']; graphiql?: GatewayOptions['graphiql']; logger?: Logger; logInternalError?: null; tracerProvider?: GatewayOptions['tracerProvider'] } = {},
 ): Promise<TinyGateway> {
   const auth = (config['auth'] ?? {}) as Record<string, unknown>;
   const jwt = (auth['jwt'] ?? {}) as Record<string, unknown>;
@@ -108,17 +111,21 @@ export async function startTiny(
     schema: tinySchema(state, options.sql || options.databaseUrl ? sql : null),
     sql,
     authenticator: createAuthenticator(parsed.auth),
-    logInternalError: (err) => internalErrors.push(err),
+    // null: the gateway's default (the logger) instead of collecting into `internalErrors`.
+    ...(options.logInternalError === null ? {} : { logInternalError: (err: unknown) => internalErrors.push(err) }),
+    logger: options.logger ?? createLogger('silent'),
     ...(options.readiness ? { readiness: options.readiness } : {}),
     ...(options.graphiql ? { graphiql: options.graphiql } : {}),
+    ...(options.tracerProvider ? { tracerProvider: options.tracerProvider } : {}),
   });
-  const { url } = await gateway.listen(0);
+  const { url, metricsUrl } = await gateway.listen(0);
   afterAll(async () => {
     await gateway.close();
     await ownSql?.end({ timeout: 1 });
   });
   return {
     url,
+    ...(metricsUrl ? { metricsUrl } : {}),
     base: url.replace(/\/graphql$/, ''),
     config: parsed,
     gateway,

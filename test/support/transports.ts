@@ -7,6 +7,7 @@ import { connect } from '../../src/db/index.ts';
 import type { GraphQLContext } from '../../src/schema/context.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway } from '../../src/server/http.ts';
+import { createLogger } from '../../src/server/log.ts';
 import { signToken } from '../../src/server/token.ts';
 
 type Result = FormattedExecutionResult<Record<string, unknown>, unknown>;
@@ -113,6 +114,7 @@ export async function startTransportGateway(config: Record<string, unknown> = {}
     sql,
     authenticator: createAuthenticator(parsed.auth),
     logInternalError: (err) => internalErrors.push(err),
+    logger: createLogger('silent'),
   });
   const { url } = await gateway.listen(0);
   afterAll(async () => {

@@ -9,6 +9,11 @@ export interface ChangeBatch {
   changes: Change[];
   /** Position of the last change: the feed's head once this batch is delivered. */
   position: string;
+  /**
+   * How old the batch's newest change was when the feed read it (seconds since its writing
+   * transaction began, on the database's clock): the change feed's lag, for the metrics.
+   */
+  lagSeconds: number;
 }
 
 export type ChangeListener = (batch: ChangeBatch) => void | Promise<void>;
@@ -154,11 +159,11 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
   let pumping: Promise<void> | null = null;
   let again = false;
 
-  const deliver = async (changes: Change[]): Promise<void> => {
-    const last = changes[changes.length - 1];
+  const deliver = async (rows: LoggedChange[]): Promise<void> => {
+    const last = rows[rows.length - 1];
     if (!last) return;
-    cursor = last.position;
-    const batch: ChangeBatch = { changes, position: last.position };
+    cursor = last.change.position;
+    const batch: ChangeBatch = { changes: rows.map((r) => r.change), position: cursor, lagSeconds: last.age };
     const pending: Promise<void>[] = [];
     for (const l of [...listeners]) {
       try {
@@ -188,7 +193,7 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
       let start = 0;
       for (let i = 1; i <= rows.length; i++) {
         if (i === rows.length || rows[i]!.batch !== rows[start]!.batch) {
-          await deliver(rows.slice(start, i).map((r) => r.change));
+          await deliver(rows.slice(start, i));
           if (closed) return;
           start = i;
         }

@@ -25,6 +25,8 @@ export interface LoggedChange {
   change: Change;
   /** Id of the stamping transaction (the log row's `xmin` after the stamping UPDATE). */
   batch: string;
+  /** Seconds from the writing transaction's start (`at`) to this read, both on the database's clock. */
+  age: number;
 }
 
 interface LogRow {
@@ -75,16 +77,17 @@ export async function stamp(db: Sql, maxRows: number): Promise<{ stamped: number
 
 /** Stamped changes after `after`, in position order, with the stamping each belongs to. */
 export async function readLog(db: Sql, after: string, limit: number): Promise<LoggedChange[]> {
-  const rows = await runSql<LogRow>(
+  const rows = await runSql<LogRow & { age: number }>(
     db,
     // Qualified: a bare `pos` in ORDER BY would name the text output column and sort as text.
-    sql`SELECT l.pos::text AS pos, l.xmin::text AS batch, l.tbl, l.op, l.key::text AS key, l.old::text AS old, l.new::text AS new
+    sql`SELECT l.pos::text AS pos, l.xmin::text AS batch, l.tbl, l.op, l.key::text AS key, l.old::text AS old, l.new::text AS new,
+               extract(epoch FROM clock_timestamp() - l.at)::float8 AS age
           FROM rowgate.change_log AS l
          WHERE l.pos > ${sql.value(after)}::text::bigint
          ORDER BY l.pos
          LIMIT ${sql.value(String(limit))}::text::int4`,
   );
-  return rows.map((row) => ({ change: toChange(row), batch: row.batch }));
+  return rows.map((row) => ({ change: toChange(row), batch: row.batch, age: row.age }));
 }
 
 /**
