@@ -90,6 +90,8 @@ export const configSchema = z
         maxTotalRows: z.number().int().positive().default(50_000),
         // Every statement a caller triggers is cancelled after this long (0: never).
         statementTimeoutMs: z.number().int().min(0).default(10_000),
+        // Distinct query shapes run as prepared statements per connection lifetime (0: none); see db/prepared.ts.
+        preparedStatements: z.number().int().min(0).default(1000),
         maxSubscriptionsPerSocket: z.number().int().positive().default(100),
         // Subscribers evaluated by one statement of a multiplexed live query (1 = one per subscriber).
         subscribersPerStatement: z.number().int().positive().max(10_000).default(1000),

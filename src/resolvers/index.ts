@@ -1,6 +1,6 @@
 import type { GraphQLFieldResolver } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
-import { runSql, type Sql } from '../db/index.ts';
+import { preparedStatementsOf, runSql, type Sql } from '../db/index.ts';
 import type { Alias } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { ApiModel, RootFunction, TableModel } from '../schema/model.ts';
@@ -56,6 +56,9 @@ function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown
 }
 
 export function createResolvers(api: ApiModel, db: Sql): Resolvers {
+  // A read's SQL text depends on the operation, never on the caller (whose values are bound), so a
+  // recurring operation is planned once per connection instead of on every request.
+  const prepared = preparedStatementsOf(db, api.preparedStatements);
   /** Runs one root field's statement; the JSON answer is built by PostgreSQL. */
   const query =
     (table: string, build: (model: TableModel, field: SelectedField, ctx: GraphQLContext, inputs: UncheckedInput[]) => SQL): Resolver =>
@@ -67,7 +70,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
         const inputs = uncheckedInputs(api, model, field);
         const statement = sql`SELECT ${build(model, field, ctx, inputs)} AS result`;
         await verifyInputs(ctx.tx ?? db, inputs);
-        const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement);
+        const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement, prepared);
         result = row?.result ?? null;
       } catch (err) {
         return mapDatabaseError(err);

@@ -61,6 +61,8 @@ export interface ApiModel {
   rules: CompiledRules;
   maxRows: number;
   maxTotalRows: number;
+  /** limits.preparedStatements: query shapes run as prepared statements. */
+  preparedStatements: number;
   /** Every table a listed or rule-read relation reads, itself included (a view: its base tables). */
   reads: (table: string) => string[];
   /** The catalog's entry of any relation of the schema, listed or not (rules read unlisted ones). */
@@ -140,7 +142,7 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     });
     return [{ name, fn, table: fn.returns.name, args }];
   });
-  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
+  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, preparedStatements: config.limits.preparedStatements, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */
