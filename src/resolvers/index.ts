@@ -1,6 +1,7 @@
 import type { GraphQLFieldResolver } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
-import { preparedStatementsOf, runSql, type Sql } from '../db/index.ts';
+import { preparedStatementsOf, type Sql } from '../db/index.ts';
+import { RootFieldBatcher } from './batch.ts';
 import type { Alias } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { ApiModel, RootFunction, TableModel } from '../schema/model.ts';
@@ -58,8 +59,8 @@ function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown
 export function createResolvers(api: ApiModel, db: Sql): Resolvers {
   // A read's SQL text depends on the operation, never on the caller (whose values are bound), so a
   // recurring operation is planned once per connection instead of on every request.
-  const prepared = preparedStatementsOf(db, api.preparedStatements);
-  /** Runs one root field's statement; the JSON answer is built by PostgreSQL. */
+  const batcher = new RootFieldBatcher(preparedStatementsOf(db, api.preparedStatements));
+  /** Runs one root field's SQL (with the operation's other root fields); PostgreSQL builds the JSON answer. */
   const query =
     (table: string, build: (model: TableModel, field: SelectedField, ctx: GraphQLContext, inputs: UncheckedInput[]) => SQL): Resolver =>
     async (_parent, args, ctx, info) => {
@@ -68,10 +69,10 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       let result: unknown;
       try {
         const inputs = uncheckedInputs(api, model, field);
-        const statement = sql`SELECT ${build(model, field, ctx, inputs)} AS result`;
+        const value = build(model, field, ctx, inputs);
         await verifyInputs(ctx.tx ?? db, inputs);
-        const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement, prepared);
-        result = row?.result ?? null;
+        // In a mutation's transaction a failed shared statement would abort it: one field at a time.
+        result = ctx.tx ? await batcher.one(ctx.tx, value) : await batcher.run(ctx, db, value);
       } catch (err) {
         return mapDatabaseError(err);
       }
