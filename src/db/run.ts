@@ -12,10 +12,13 @@ export function compileSql(query: SQL): { text: string; values: unknown[] } {
   return { text, values };
 }
 
-/** Runs `query`; prepared when `prepared` admits its text (a recurring caller-independent shape). */
-export function runSql<T extends object = Record<string, unknown>>(db: Sql, query: SQL, prepared?: PreparedStatements): Promise<T[]> {
+/**
+ * Runs `query`; prepared when `prepared` admits its text (a recurring caller-independent shape).
+ * `bind` gives the values to send for the compiled ones (a caller's, for SQL built with slots).
+ */
+export function runSql<T extends object = Record<string, unknown>>(db: Sql, query: SQL, prepared?: PreparedStatements, bind?: (values: unknown[]) => unknown[]): Promise<T[]> {
   const { text, values } = compileSql(query);
-  return db.unsafe<T[]>(text, values as never[], { prepare: prepared?.admit(text) ?? false });
+  return db.unsafe<T[]>(text, (bind ? bind(values) : values) as never[], { prepare: prepared?.admit(text) ?? false });
 }
 
 /** Parse and plan without executing: surfaces type errors of generated SQL. */
