@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphQLError } from 'graphql';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWTPayload } from 'jose';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, parseConfig } from '../src/config/index.ts';
 import { createAuthenticator } from '../src/server/auth.ts';
 import { signToken } from '../src/server/token.ts';
@@ -244,6 +244,35 @@ describe('RS256 and ES256 through a JWKS file', async () => {
     expect(() => createAuthenticator(auth({ algorithms: ['RS256'], jwksFile: join(dir, 'missing.json') }))).toThrow(ConfigError);
     expect(() => createAuthenticator(auth({ algorithms: ['HS256'], jwksFile: jwksPath }))).toThrow(/add RS256 or ES256/);
     expect(() => createAuthenticator(auth({ algorithms: ['none'] }))).toThrow(/not a supported JWS algorithm/);
+  });
+});
+
+describe('verification keys are imported once', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rowgate-keys-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const jwksPath = join(dir, 'jwks.json');
+  const rsa = await generateKeyPair('RS256', { extractable: true });
+  writeFileSync(jwksPath, JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' }] }));
+  const rs256 = (sub: string) => new SignJWT({ sub, exp: now() + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+  const hs512 = (sub: string) => new SignJWT({ sub }).setProtectedHeader({ alg: 'HS512' }).sign(secretKey());
+
+  // Importing a key per verify cost a measurable share of each request's CPU (bench:query).
+  it('imports the HMAC key once per algorithm and each JWKS key once, however many tokens are verified', async () => {
+    const auth = parseConfig({ tables: {}, auth: { jwt: { secret: SECRET, algorithms: ['HS256', 'HS512', 'RS256'], jwksFile: jwksPath } } }, {}).auth;
+    const tokens = [await hs256({ sub: 'a' }), await hs256({ sub: 'b' }), await hs512('c'), await hs512('d'), await rs256('e'), await rs256('f'), await hs256({ sub: 'g' })];
+    const importKey = vi.spyOn(crypto.subtle, 'importKey');
+    try {
+      const authenticator = createAuthenticator(auth);
+      const senders = [];
+      for (const token of tokens) senders.push((await authenticator.fromRequest(new Headers(bearer(token)))).identity.sender);
+      expect(senders).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'g']);
+      // HS256, HS512, and the one RSA key.
+      expect(importKey).toHaveBeenCalledTimes(3);
+      // A cached key still checks the signature.
+      await expect(authenticator.fromRequest(new Headers(bearer(await hs256({ sub: 'a' }, 'another-secret-another-secret-another'))))).rejects.toThrow(/bad signature/);
+    } finally {
+      importKey.mockRestore();
+    }
   });
 });
 

@@ -107,6 +107,8 @@ export const configSchema = z
         maxTotalRows: z.number().int().positive().default(50_000),
         // Every statement a caller triggers is cancelled after this long (0: never).
         statementTimeoutMs: z.number().int().min(0).default(10_000),
+        // Distinct query shapes run as prepared statements per connection lifetime (0: none); see db/prepared.ts.
+        preparedStatements: z.number().int().min(0).default(1000),
         maxSubscriptionsPerSocket: z.number().int().positive().default(100),
         // Queries and mutations one caller may have running at once (0: no limit); one more is
         // refused at once with LIMIT_EXCEEDED. A caller is a token's sender, an anonymous caller

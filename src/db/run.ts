@@ -1,5 +1,6 @@
 import { sql as pgsql, type SQL } from 'pg-sql2';
 import type { Sql } from './connect.ts';
+import type { PreparedStatements } from './prepared.ts';
 
 /**
  * The one place SQL text reaches PostgreSQL through `unsafe`. The text comes only from pg-sql2
@@ -11,9 +12,13 @@ export function compileSql(query: SQL): { text: string; values: unknown[] } {
   return { text, values };
 }
 
-export function runSql<T extends object = Record<string, unknown>>(db: Sql, query: SQL): Promise<T[]> {
+/**
+ * Runs `query`; prepared when `prepared` admits its text (a recurring caller-independent shape).
+ * `bind` gives the values to send for the compiled ones (a caller's, for SQL built with slots).
+ */
+export function runSql<T extends object = Record<string, unknown>>(db: Sql, query: SQL, prepared?: PreparedStatements, bind?: (values: unknown[]) => unknown[]): Promise<T[]> {
   const { text, values } = compileSql(query);
-  return db.unsafe<T[]>(text, values as never[]);
+  return db.unsafe<T[]>(text, (bind ? bind(values) : values) as never[], { prepare: prepared?.admit(text) ?? false });
 }
 
 /** Parse and plan without executing: surfaces type errors of generated SQL. */

@@ -1,6 +1,7 @@
 import type { GraphQLFieldResolver } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
-import { runSql, type Sql } from '../db/index.ts';
+import { preparedStatementsOf, type Sql } from '../db/index.ts';
+import { RootFieldBatcher } from './batch.ts';
 import type { Alias } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { ApiModel, RootFunction, TableModel } from '../schema/model.ts';
@@ -9,7 +10,8 @@ import { mapDatabaseError } from './errors.ts';
 import { deleteRows, updateRows, type MutationResult } from './mutate.ts';
 import { insertObjects } from './insert.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
-import { bindValue, pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
+import { bindValue, callerIndependentScope, pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
+import { Plans } from './plans.ts';
 import { rootField, type SelectedField } from './selection.ts';
 import { functionArgs, verifyInputs, uncheckedInputs, type UncheckedInput } from './input.ts';
 import { writeWhere } from './where.ts';
@@ -22,6 +24,9 @@ export { insertSql } from './mutate.ts';
 export { pkMatch, scopeFor, visibleAnd, type Scope } from './scope.ts';
 export { uncheckedInputs, verifyInputs } from './input.ts';
 export { rootField, type SelectedField } from './selection.ts';
+
+/** Root fields' SQL kept for recurring operations (plans.ts); each is a few KB of SQL fragments. */
+const PLANS_KEPT = 1000;
 
 type Resolver = GraphQLFieldResolver<unknown, GraphQLContext & { tx?: Sql }, Record<string, unknown>>;
 
@@ -57,19 +62,27 @@ function pkWhere(scope: Scope, model: TableModel, values: Record<string, unknown
 }
 
 export function createResolvers(api: ApiModel, db: Sql): Resolvers {
-  /** Runs one root field's statement; the JSON answer is built by PostgreSQL. */
+  // A read's SQL text depends on the operation, never on the caller (whose values are bound), so a
+  // recurring operation is planned once per connection instead of on every request.
+  const batcher = new RootFieldBatcher(preparedStatementsOf(db, api.preparedStatements));
+  const plans = new Plans(PLANS_KEPT);
+  /** Runs one root field's SQL (with the operation's other root fields); PostgreSQL builds the JSON answer. */
   const query =
-    (table: string, build: (model: TableModel, field: SelectedField, ctx: GraphQLContext, inputs: UncheckedInput[]) => SQL): Resolver =>
+    (table: string, build: (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => SQL): Resolver =>
     async (_parent, args, ctx, info) => {
-      const model = tableModel(scopeFor(api, ctx.caller), table);
-      const field = rootField(info, args);
+      const { admin, identity } = ctx.caller;
+      const scope = callerIndependentScope(api, admin);
+      const model = tableModel(scope, table);
       let result: unknown;
       try {
-        const inputs = uncheckedInputs(api, model, field);
-        const statement = sql`SELECT ${build(model, field, ctx, inputs)} AS result`;
-        await verifyInputs(ctx.tx ?? db, inputs);
-        const [row] = await runSql<{ result: unknown }>(ctx.tx ?? db, statement);
-        result = row?.result ?? null;
+        const plan = plans.get(info, admin, () => {
+          const field = rootField(info, args);
+          const inputs = uncheckedInputs(api, model, field);
+          return { value: build(scope, model, field, inputs), inputs };
+        });
+        await verifyInputs(ctx.tx ?? db, plan.inputs);
+        // In a mutation's transaction a failed shared statement would abort it: one field at a time.
+        result = ctx.tx ? await batcher.one(ctx.tx, plan.value, identity) : await batcher.run(ctx, db, plan.value, identity);
       } catch (err) {
         return mapDatabaseError(err);
       }
@@ -93,9 +106,9 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
     };
 
   return {
-    list: (table) => query(table, (model, field, ctx) => listSql(scopeFor(api, ctx.caller), model, field)),
-    aggregate: (table) => query(table, (model, field, ctx) => aggregateSql(scopeFor(api, ctx.caller), model, field)),
-    byPk: (table) => query(table, (model, field, ctx) => byPkSql(scopeFor(api, ctx.caller), model, field)),
+    list: (table) => query(table, (scope, model, field) => listSql(scope, model, field)),
+    aggregate: (table) => query(table, (scope, model, field) => aggregateSql(scope, model, field)),
+    byPk: (table) => query(table, (scope, model, field) => byPkSql(scope, model, field)),
     insert: (table) =>
       mutation(table, async (tx, model, field, ctx, args) =>
         response(field, await insertObjects(tx, scopeFor(api, ctx.caller), ctx.caller, model, args['objects'] as Record<string, unknown>[], args['on_conflict'] as Record<string, unknown> | undefined, returningOf(field))),
@@ -142,8 +155,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
         return result.returning[0] ?? null;
       }),
     fn: (fn, kind) =>
-      query(fn.table, (model, field, ctx, inputs) => {
-        const scope = scopeFor(api, ctx.caller);
+      query(fn.table, (scope, model, field, inputs) => {
         const values = functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
         const call = sql`${sql.identifier(fn.fn.schema, fn.fn.name)}(${sql.join(fn.args.map((p, i) => bindValue(scope, p, values[i])), ', ')})`;
         return kind === 'list' ? listSql(scope, model, field, null, call) : aggregateSql(scope, model, field, null, call);

@@ -9,8 +9,8 @@ import type { SelectedField } from './selection.ts';
 import { whereSql } from './where.ts';
 
 /**
- * GraphQL selections as SQL that builds the whole JSON answer inside PostgreSQL: one statement
- * per root field, however deep the relationships go. Every table read goes through `visible`.
+ * GraphQL selections as SQL that builds the whole JSON answer inside PostgreSQL: one scalar subquery
+ * per root field, however deep the relationships go (batch.ts runs an operation's together). Every table read goes through `visible`.
  */
 
 /** json_build_object takes at most 100 arguments; wider selections are merged as jsonb. */

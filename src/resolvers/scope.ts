@@ -2,7 +2,7 @@ import { GraphQLError } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
 import type { ApiModel, ColumnModel, Relationship, TableModel } from '../schema/model.ts';
 import { checkedValue } from './input.ts';
-import { and, boundValues, identityParams, or, typeSql, type Alias, type AnalyzedRule, type Binder, type CompiledRule, type Caller, type Expr, type ParamSource } from '../rules/index.ts';
+import { and, boundValues, callerSlots, claimsSlot, identityParams, or, typeSql, type Alias, type AnalyzedRule, type Binder, type CompiledRule, type Caller, type Expr, type ParamSource } from '../rules/index.ts';
 
 /** What compiling one request needs: the API model, how values are bound, and the caller's parameters. */
 export interface Scope {
@@ -25,6 +25,14 @@ export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundVa
   };
   if (perSubscriber) scope.perSubscriber = true;
   return scope;
+}
+
+/**
+ * A scope for one kind of caller (admin or not) whose values are slots, filled per request
+ * (`fillCaller`): the SQL built with it is the same for every such caller, so it can be kept.
+ */
+export function callerIndependentScope(api: ApiModel, admin: boolean): Scope {
+  return { api, binder: boundValues, params: admin ? null : callerSlots, claims: claimsSlot };
 }
 
 export function tableModel(scope: Scope, name: string): TableModel {

@@ -41,6 +41,31 @@ export function identityParams(identity: Identity, binder: Binder): ParamSource 
   };
 }
 
+/**
+ * A caller's value not known yet: bound as a `$n` like any value, and replaced by the caller's own
+ * (`fillCaller`) just before the statement runs. SQL built with these is the same for every caller,
+ * so it can be kept and reused (resolvers/plans.ts); `type` null is the claims as json text.
+ */
+class CallerSlot {
+  constructor(
+    readonly name: string,
+    readonly type: TypeRef | null,
+  ) {}
+}
+
+/** Parameters as caller slots: the same text `identityParams` gives, with the values left open. */
+export const callerSlots: ParamSource = {
+  param: (name, type) => sql`${boundValues.text(new CallerSlot(name, type) as never)}::${typeSql(type)}`,
+};
+
+/** The caller's claims as one json text, left open as `callerSlots` does. */
+export const claimsSlot = (): SQL => boundValues.text(new CallerSlot('claims', null) as never);
+
+/** Bound values with every caller slot replaced by this caller's value. */
+export function fillCaller(values: readonly unknown[], identity: Identity): unknown[] {
+  return values.map((v) => (v instanceof CallerSlot ? (v.type ? coerceParam(paramValue(identity, v.name), v.type) : JSON.stringify(identity.claims)) : v));
+}
+
 /** Parameters for one caller: each use becomes a bound `$n`, cast to the type it meets. */
 export function callerParams(identity: Identity): ParamSource {
   return identityParams(identity, boundValues);

@@ -64,6 +64,8 @@ export interface ApiModel {
   maxTotalRows: number;
   /** Levels of a mutation's nested inserts at most (`limits.maxDepth`, as for a query's fields). */
   maxDepth: number;
+  /** limits.preparedStatements: query shapes run as prepared statements. */
+  preparedStatements: number;
   /** Every table a listed or rule-read relation reads, itself included (a view: its base tables). */
   reads: (table: string) => string[];
   /** The catalog's entry of any relation of the schema, listed or not (rules read unlisted ones). */
@@ -145,7 +147,7 @@ export function buildModel(config: Pick<Config, 'tables' | 'limits' | 'database'
     });
     return [{ name, fn, table: fn.returns.name, args }];
   });
-  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, maxDepth: config.limits.maxDepth, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
+  return { schema: catalog.schema, tables, rules, functions, maxRows: config.limits.maxRows, maxTotalRows: config.limits.maxTotalRows, maxDepth: config.limits.maxDepth, preparedStatements: config.limits.preparedStatements, rootTypes, reads: (t) => baseTables(catalog, t), relation: (t) => catalog.tables.get(t) };
 }
 
 /** Adds a relationship, making its name unique deterministically: a clash gets `_by_<fk columns>`. */

@@ -62,13 +62,27 @@ export function createAuthenticator(auth: AuthConfig): Authenticator {
   }
   const secret = jwt.secret ? new TextEncoder().encode(jwt.secret) : null;
   const jwks = jwt.jwksFile ? new JwksFile(jwt.jwksFile) : null;
+  // Given raw bytes, jose imports them as a WebCrypto key on every verify (a measurable share of a
+  // request's CPU); the key for each HMAC hash is imported once instead. Only allowed algorithms
+  // reach getKey, so this holds at most three keys.
+  const hmacKeys = new Map<string, Promise<CryptoKey>>();
+  const hmacKey = (alg: string, raw: Uint8Array<ArrayBuffer>): Promise<CryptoKey> => {
+    let key = hmacKeys.get(alg);
+    if (!key) {
+      key = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: `SHA-${alg.slice(2)}` }, false, ['verify']);
+      hmacKeys.set(alg, key);
+    }
+    return key;
+  };
 
   const getKey: JWTVerifyGetKey = async (header, token) => {
     const alg = header.alg ?? '';
     if (HMAC.has(alg)) {
       if (!secret) throw unauthenticated(`token is signed with ${alg} but no auth.jwt.secret is configured`);
-      return secret;
+      return hmacKey(alg, secret);
     }
+    // jose's key set imports each of its keys once (per key and algorithm, so per `kid`) and keeps
+    // them for as long as the set lives, i.e. until the file changes.
     if (!jwks) throw unauthenticated(`token is signed with ${alg} but no auth.jwt.jwksFile is configured`);
     return (await jwks.keys())(header, token);
   };

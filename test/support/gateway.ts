@@ -1,6 +1,6 @@
 import { afterAll } from 'vitest';
 import { parseConfig, type Config } from '../../src/config/index.ts';
-import { connect } from '../../src/db/index.ts';
+import { connect, type Sql } from '../../src/db/index.ts';
 import { buildSchema } from '../../src/schema/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway } from '../../src/server/http.ts';
@@ -21,17 +21,19 @@ export interface TestGateway {
   url: string;
   config: Config;
   gateway: Gateway;
+  /** The gateway's own pool (with `pool: 1`, one connection: its session state can be read). */
+  sql: Sql;
   token(sender: string, claims?: Record<string, unknown>): Promise<string>;
   /** POSTs a GraphQL request as `who`: a sender name, `admin` for the admin secret, or null for none. */
   gql(who: string | null, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse>;
 }
 
 /** A real gateway on a free port over the test database, configured with `config` (tables, limits …). */
-export async function startGateway(db: TestDatabase, config: Record<string, unknown>): Promise<TestGateway> {
+export async function startGateway(db: TestDatabase, config: Record<string, unknown>, pool = 5): Promise<TestGateway> {
   const parsed = parseConfig({ auth: { jwt: { secret: SECRET }, adminSecret: ADMIN_SECRET }, ...config }, {});
   const rules = await compile(db, config['tables'] as Record<string, unknown>, config['functions'] ? { functions: config['functions'] } : {});
   // The gateway's own pool, with the statement timeout `rowgate serve` would set.
-  const sql = connect(db.url, { max: 5 }, { statementTimeoutMs: parsed.limits.statementTimeoutMs });
+  const sql = connect(db.url, { max: pool }, { statementTimeoutMs: parsed.limits.statementTimeoutMs });
   const schema = buildSchema({ config: parsed, catalog: await db.catalog(), rules, sql });
   const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent') });
   const { url } = await gateway.listen(0);
@@ -44,6 +46,7 @@ export async function startGateway(db: TestDatabase, config: Record<string, unkn
     url,
     config: parsed,
     gateway,
+    sql,
     token,
     async gql(who, query, variables) {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
