@@ -254,12 +254,13 @@ describe('verification keys are imported once', async () => {
   const rsa = await generateKeyPair('RS256', { extractable: true });
   writeFileSync(jwksPath, JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' }] }));
   const rs256 = (sub: string) => new SignJWT({ sub, exp: now() + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
-  const hs512 = (sub: string) => new SignJWT({ sub }).setProtectedHeader({ alg: 'HS512' }).sign(secretKey());
+  const hs512 = (sub: string) => new SignJWT({ sub, exp: now() + 60 }).setProtectedHeader({ alg: 'HS512' }).sign(secretKey());
 
   // Importing a key per verify cost a measurable share of each request's CPU (bench:query).
   it('imports the HMAC key once per algorithm and each JWKS key once, however many tokens are verified', async () => {
     const auth = parseConfig({ tables: {}, auth: { jwt: { secret: SECRET, algorithms: ['HS256', 'HS512', 'RS256'], jwksFile: jwksPath } } }, {}).auth;
-    const tokens = [await hs256({ sub: 'a' }), await hs256({ sub: 'b' }), await hs512('c'), await hs512('d'), await rs256('e'), await rs256('f'), await hs256({ sub: 'g' })];
+    const exp = now() + 60;
+    const tokens = [await hs256({ sub: 'a', exp }), await hs256({ sub: 'b', exp }), await hs512('c'), await hs512('d'), await rs256('e'), await rs256('f'), await hs256({ sub: 'g', exp })];
     const importKey = vi.spyOn(crypto.subtle, 'importKey');
     try {
       const authenticator = createAuthenticator(auth);
@@ -269,7 +270,7 @@ describe('verification keys are imported once', async () => {
       // HS256, HS512, and the one RSA key.
       expect(importKey).toHaveBeenCalledTimes(3);
       // A cached key still checks the signature.
-      await expect(authenticator.fromRequest(new Headers(bearer(await hs256({ sub: 'a' }, 'another-secret-another-secret-another'))))).rejects.toThrow(/bad signature/);
+      await expect(authenticator.fromRequest(new Headers(bearer(await hs256({ sub: 'a', exp }, 'another-secret-another-secret-another'))))).rejects.toThrow(/bad signature/);
     } finally {
       importKey.mockRestore();
     }
