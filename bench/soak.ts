@@ -457,7 +457,8 @@ async function main(): Promise<void> {
     const clientStats = () => clients.request<ClientStats>({ type: 'stats' } satisfies ToClient, 'stats', 30_000);
 
     // The rules, compiled by the orchestrator itself (after the gateway installed capture).
-    const loaded = await loadAll(configPath, { handleSignals: false });
+    // The child's environment: DATABASE_URL names the bench database, not the server's default one.
+    const loaded = await loadAll(configPath, { handleSignals: false, env: childEnv });
     cleanup.push(() => loaded.db.close());
 
     // Clients: change streams over four kinds (ten admins on account, who see every account change),

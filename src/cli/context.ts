@@ -17,9 +17,9 @@ export interface Loaded {
  */
 export async function loadAll(
   configPath: string = DEFAULT_CONFIG_PATH,
-  options: { handleSignals?: boolean; prepare?: (db: Database, config: Config) => Promise<void> } = {},
+  options: { handleSignals?: boolean; prepare?: (db: Database, config: Config) => Promise<void>; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Loaded> {
-  const config = await loadConfig(configPath);
+  const config = await loadConfig(configPath, options.env);
   const db = await openForCommand(config, {
     ...(options.handleSignals === undefined ? {} : { handleSignals: options.handleSignals }),
     statementTimeoutMs: config.limits.statementTimeoutMs,
