@@ -10,6 +10,7 @@
 import { loadAll } from '../src/cli/context.ts';
 import { capturedTables } from '../src/cli/capture.ts';
 import { installCapture, startChangeFeed } from '../src/db/changes/index.ts';
+import { connect, LIVE_APPLICATION_NAME } from '../src/db/index.ts';
 import { buildApi } from '../src/schema/index.ts';
 import { createAuthenticator } from '../src/server/auth.ts';
 import { createGateway } from '../src/server/http.ts';
@@ -60,8 +61,10 @@ delay.enable();
 const { config, db, catalog, rules } = await loadAll(configPath, { handleSignals: false });
 const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
 await installCapture(db.sql, config.database.schema, tables);
-const feed = await startChangeFeed({ url: db.url, sql: db.sql, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
-const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, changes: feed });
+// As rowgate serve: the live engine and the feed on a pool of their own (database.livePoolSize).
+const livePool = connect(db.url, { max: config.database.livePoolSize }, { statementTimeoutMs: config.limits.statementTimeoutMs, applicationName: LIVE_APPLICATION_NAME });
+const feed = await startChangeFeed({ url: db.url, sql: livePool, schema: config.database.schema, retentionHours: config.changeLog.retentionHours });
+const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, liveSql: livePool, changes: feed });
 if (!live) throw new Error('no live engine: the change feed is missing');
 const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), readiness: [async () => feed.ready()] });
 const { url } = await gateway.listen(0, '127.0.0.1');
@@ -75,6 +78,7 @@ async function stop(): Promise<void> {
     await gateway.close();
     live!.close();
     await feed.close();
+    await livePool.end({ timeout: 5 });
     await db.close();
   } finally {
     clearTimeout(timer);

@@ -26,6 +26,8 @@ export interface AsOfSpec {
   tables: { name: string; table: Table }[];
   /** Whether the changed table itself is among them (then every change is judged on its own). */
   selfRead: boolean;
+  /** Per table, the columns the rules read of it (CompiledRules.readsColumns). */
+  columns: Map<string, Set<string>>;
 }
 
 export type Side = 'new' | 'old';
@@ -38,7 +40,7 @@ export function asOfSpec(api: ApiModel, table: string): AsOfSpec {
     const t = api.relation(name);
     if (t && t.kind === 'table') tables.push({ name, table: t });
   }
-  return { tables, selfRead };
+  return { tables, selfRead, columns: api.rules.readsColumns(table) };
 }
 
 const cte = (side: Side, i: number, part = '') => sql.identifier(`__rowgate_asof_${side}_${i}${part}`);

@@ -79,6 +79,13 @@ const minus1 = (p: string) => (BigInt(p) - 1n).toString();
  */
 function steps(shape: ChangeShape, changes: Change[]): Step[] {
   const boundaries = new Set(shape.asOf.tables.map((t) => t.name));
+  // An update that leaves every column the rules read as it was moves no row in or out of any view:
+  // its moves step would find nothing (an account renamed, under player's rules reading account.id).
+  const canMove = (c: Change) => {
+    if (c.op !== 'UPDATE' || !c.old || !c.new) return true;
+    const read = shape.asOf.columns.get(c.table);
+    return !!read && [...read].some((col) => JSON.stringify(c.old![col]) !== JSON.stringify(c.new![col]));
+  };
   const out: Step[] = [];
   let current: Change[] = [];
   const flush = () => {
@@ -95,9 +102,9 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
       if (shape.asOf.selfRead) {
         // Its rules read the table: a change of one row (a parent's owner) can move others in or out.
         flush();
-        out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [c] });
+        if (canMove(c)) out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [c] });
       }
-    } else if (boundaries.has(c.table)) {
+    } else if (boundaries.has(c.table) && canMove(c)) {
       // One step per change, whatever the batching: every gateway gives the same events at the same positions.
       flush();
       out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [] });

@@ -107,6 +107,36 @@ export class CompiledRules {
     return seen;
   }
 
+  /**
+   * Per table, the columns that `table`'s visibility reads of it (through every rule of
+   * `readsTables`, ON conditions included): an update that leaves all of them as they were cannot
+   * change which rows any of those rules let through.
+   */
+  readsColumns(table: string): Map<string, Set<string>> {
+    const out = new Map<string, Set<string>>();
+    for (const t of this.readsTables(table)) {
+      const set = this.policies.get(t)?.select;
+      if (!set || set === 'public') continue;
+      for (const { rule } of set) {
+        const walk = (e: unknown): void => {
+          if (!e || typeof e !== 'object') return;
+          if ((e as { k?: string }).k === 'col') {
+            const { inst, column } = e as { inst: number; column: string };
+            const name = rule.instances[inst]!.table;
+            if (!out.has(name)) out.set(name, new Set());
+            out.get(name)!.add(column);
+          }
+          for (const v of Object.values(e)) {
+            if (Array.isArray(v)) v.forEach(walk);
+            else walk(v);
+          }
+        };
+        walk(rule.condition);
+      }
+    }
+    return out;
+  }
+
   /** Names of the parameters (`sender` and claims) the visibility of `table` uses, recursively. */
   paramNames(table: string): string[] {
     const names = new Set<string>();
