@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseConfig } from '../config/index.ts';
-import { connect, readCatalog } from '../db/index.ts';
+import { connect, databaseAddress, readCatalog } from '../db/index.ts';
 import { compileRules, loadParser } from '../rules/index.ts';
 import { buildModel } from '../schema/model.ts';
 
@@ -23,14 +23,15 @@ export async function init(path: string, schema: string, force: boolean, log: (l
     await loadParser();
     const catalog = await readCatalog(sql, schema);
     const names = [...catalog.tables.keys()].sort();
-    if (names.length === 0) throw new Error(`schema "${schema}" of ${new URL(url).host}${new URL(url).pathname} has no tables`);
+    const where = databaseAddress(url);
+    if (names.length === 0) throw new Error(`schema "${schema}" of ${where} has no tables`);
     const tables = Object.fromEntries(names.map((t) => [t, { select: NOTHING(t) }]));
     const draft = parseConfig({ database: { schema }, tables }, {});
     const model = buildModel(draft, catalog, compileRules(draft, catalog));
     const withRelationships = Object.fromEntries(
       names.map((t) => {
         const rels = model.tables.get(t)?.relationships.map((r) => r.name) ?? [];
-        return [t, { select: NOTHING(t), ...(rels.length ? { relationships: Object.fromEntries(rels.map((r) => [r, r])) } : {}) }];
+        return [t, { ...tables[t], ...(rels.length ? { relationships: Object.fromEntries(rels.map((r) => [r, r])) } : {}) }];
       }),
     );
     const config = {
@@ -40,7 +41,7 @@ export async function init(path: string, schema: string, force: boolean, log: (l
       tables: withRelationships,
     };
     writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`);
-    log(`rowgate: wrote ${path}: ${names.length} tables of ${new URL(url).host}${new URL(url).pathname} schema "${schema}", each private ("WHERE false").
+    log(`rowgate: wrote ${path}: ${names.length} tables of ${where} schema "${schema}", each private ("WHERE false").
 Next: replace each table's select with who may see its rows (SELECT * FROM t WHERE owner = :sender),
 add insert/update/delete rules where callers write, rename relationships in place, and check with
   DATABASE_URL=… npx rowgate check

@@ -118,20 +118,13 @@ export class CompiledRules {
       const set = this.policies.get(t)?.select;
       if (!set || set === 'public') continue;
       for (const { rule } of set) {
-        const walk = (e: unknown): void => {
-          if (!e || typeof e !== 'object') return;
-          if ((e as { k?: string }).k === 'col') {
-            const { inst, column } = e as { inst: number; column: string };
-            const name = rule.instances[inst]!.table;
-            if (!out.has(name)) out.set(name, new Set());
-            out.get(name)!.add(column);
-          }
-          for (const v of Object.values(e)) {
-            if (Array.isArray(v)) v.forEach(walk);
-            else walk(v);
-          }
-        };
-        walk(rule.condition);
+        eachNode(rule.condition, (e) => {
+          if (e.k !== 'col') return;
+          const { inst, column } = e as { inst: number; column: string };
+          const name = rule.instances[inst]!.table;
+          if (!out.has(name)) out.set(name, new Set());
+          out.get(name)!.add(column);
+        });
       }
     }
     return out;
@@ -160,16 +153,20 @@ export class CompiledRules {
   }
 }
 
+/** Calls `visit` on every node of a compiled rule expression, depth first. */
+function eachNode(e: unknown, visit: (node: { k?: string }) => void): void {
+  if (!e || typeof e !== 'object') return;
+  visit(e as { k?: string });
+  for (const v of Object.values(e)) {
+    if (Array.isArray(v)) v.forEach((x) => eachNode(x, visit));
+    else eachNode(v, visit);
+  }
+}
+
 function collectParams(rule: AnalyzedRule, into: Set<string>): void {
-  const walk = (e: unknown): void => {
-    if (!e || typeof e !== 'object') return;
-    if ((e as { k?: string }).k === 'param') into.add((e as { name: string }).name);
-    for (const v of Object.values(e)) {
-      if (Array.isArray(v)) v.forEach(walk);
-      else walk(v);
-    }
-  };
-  walk(rule.condition);
+  eachNode(rule.condition, (e) => {
+    if (e.k === 'param') into.add((e as { name: string }).name);
+  });
 }
 
 /**

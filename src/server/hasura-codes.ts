@@ -1,4 +1,5 @@
 import type { Plugin } from 'graphql-yoga';
+import { observeStream } from './request-record.ts';
 
 /**
  * `graphql.errorCodes: "hasura"`: `extensions.code` carries Hasura's error class, for clients
@@ -33,23 +34,8 @@ export function useHasuraErrorCodes(): Plugin {
   return {
     onResultProcess({ result, setResult }) {
       if (Array.isArray(result)) result.forEach(hasuraErrorCodes);
-      else if (result && Symbol.asyncIterator in result) setResult(mapEach(result, hasuraErrorCodes));
+      else if (result && Symbol.asyncIterator in result) setResult(observeStream(result, hasuraErrorCodes));
       else hasuraErrorCodes(result);
     },
   };
-}
-
-/** `source` with `f` applied to each value; `return` goes straight through, so a client leaving ends the stream at once. */
-function mapEach<T>(source: AsyncIterable<T>, f: (value: T) => void): AsyncIterableIterator<T> {
-  const inner = source[Symbol.asyncIterator]();
-  const iterator: AsyncIterableIterator<T> = {
-    [Symbol.asyncIterator]: () => iterator,
-    next: async () => {
-      const step = await inner.next();
-      if (!step.done) f(step.value);
-      return step;
-    },
-    return: async (value?: unknown) => (inner.return ? inner.return(value) : { done: true, value: value as T }),
-  };
-  return iterator;
 }

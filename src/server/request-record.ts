@@ -89,7 +89,7 @@ export function useRequestRecord(streams: StreamObserver): Plugin {
  * for its pending `next()`, and a live query's next event may never come, so a client that leaves
  * would never release its subscription; here `return()` goes straight to the stream.
  */
-function observeStream<T>(stream: AsyncIterable<T>, seen: (event: T) => void): AsyncIterableIterator<T> {
+export function observeStream<T>(stream: AsyncIterable<T>, seen: (event: T) => void): AsyncIterableIterator<T> {
   const inner = stream[Symbol.asyncIterator]();
   return {
     [Symbol.asyncIterator]() {
