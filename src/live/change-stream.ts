@@ -3,7 +3,7 @@ import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/in
 import type { Table } from '../db/index.ts';
 import { asOfCtes, asOfSelf, CANDIDATE, DELTA, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
-import { comparePositions, subPosition, type Change } from './source.ts';
+import { comparePositions, EVENT_POSITION, subPosition, type Change } from './source.ts';
 
 /** One `t_changes` subscriber. */
 export interface ChangeSubscriber {
@@ -173,7 +173,7 @@ async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber
 }
 
 function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<string, unknown> | null, old: Record<string, unknown> | null): Record<string, unknown> {
-  const event: Record<string, unknown> = {};
+  const event: Record<string, unknown> & { [EVENT_POSITION]?: string } = { [EVENT_POSITION]: position };
   for (const f of sub.fields) {
     if (f.name === 'op') event[f.key] = op;
     else if (f.name === 'position') event[f.key] = position;

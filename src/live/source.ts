@@ -52,6 +52,20 @@ export function logPosition(cursor: string): string {
   return sub === Infinity ? pos.toString() : (pos - 1n).toString();
 }
 
+/**
+ * Where a change-stream event carries its position whether or not the client selected `position`:
+ * the SSE transport sends it as the event's `id:`, so a reconnect's `Last-Event-ID` resumes there.
+ * A symbol, so it is never part of the GraphQL result (JSON drops it).
+ */
+export const EVENT_POSITION = Symbol('rowgate.eventPosition');
+
+/** The position a change-stream event was tagged with (undefined for any other payload). */
+export function eventPosition(payload: unknown): string | undefined {
+  if (!payload || typeof payload !== 'object') return undefined;
+  const position = (payload as { [EVENT_POSITION]?: unknown })[EVENT_POSITION];
+  return typeof position === 'string' ? position : undefined;
+}
+
 /** The position of the `sub`-th event change `position` causes (0: its own, when it causes others). */
 export function subPosition(position: string, sub: number): string {
   return `${position}:${sub}`;

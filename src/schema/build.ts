@@ -472,7 +472,9 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
   if (live) {
     const subscribe = (kind: LiveKind | 'changes' | 'stream', model: TableModel) =>
       async (_parent: unknown, args: Record<string, unknown>, ctx: GraphQLContext, info: Parameters<typeof rootField>[0]) => {
-        const field = rootField(info, args);
+        // A reconnecting SSE client's Last-Event-ID is where its change stream got to: it wins over `after`.
+        const resume = kind === 'changes' && ctx.lastEventId !== undefined ? { ...args, after: ctx.lastEventId } : args;
+        const field = rootField(info, resume);
         await live.checkInputs(model, field);
         if (kind === 'changes') return live.subscribeChanges(ctx.caller, model, field);
         if (kind === 'stream') return live.subscribeStream(ctx.caller, model, field);

@@ -18,6 +18,7 @@ import { METRICS_PATH, metricsAccess } from './metrics-access.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { createMaskError, useCaller, useErrorCodes, useGraphQLSubscribe, useQueryLimits, type InternalErrorLogger } from './plugins.ts';
 import { newRecord, useRequestRecord, type RequestRecord } from './request-record.ts';
+import { useResumableSse } from './sse.ts';
 import { useTracing } from './tracing.ts';
 import { createWebSocketTransport, type SlowSocket, type WebSocketObserver } from './ws.ts';
 
@@ -128,6 +129,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       useMutationTransaction(sql),
       useCallerConcurrency(config.limits.perCallerConcurrency),
       useGraphQLSubscribe(),
+      useResumableSse(),
       // After useGraphQLSubscribe: tracing wraps the subscribe function that is set when its hook runs.
       ...(config.tracing.enabled ? [useTracing(options.tracerProvider)] : []),
     ],

@@ -1,18 +1,22 @@
 import {
+  createSourceEventStream,
+  execute,
   GraphQLError,
   Kind,
-  subscribe,
   type ASTVisitor,
+  type ExecutionArgs,
   type FieldNode,
   type OperationDefinitionNode,
   type SelectionSetNode,
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
-import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import { createGraphQLError, isAsyncIterable, type Plugin } from 'graphql-yoga';
+import { EVENT_POSITION, eventPosition } from '../live/index.ts';
 import type { Caller } from '../rules/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import { unauthenticated, type Authenticator } from './auth.ts';
+import { mapStream } from './request-record.ts';
 
 /**
  * Cross-cutting behaviour as envelop plugins, so HTTP, SSE and (through `yoga.getEnveloped`)
@@ -76,9 +80,24 @@ export function useQueryLimits(options: LimitOptions): Plugin {
 export function useGraphQLSubscribe(): Plugin {
   return {
     onSubscribe({ setSubscribeFn }) {
-      setSubscribeFn(subscribe);
+      setSubscribeFn(subscribeKeepingPositions);
     },
   };
+}
+
+/**
+ * graphql-js's `subscribe` (its source event stream, each event executed with the event as root
+ * value), except that the result of a change-stream event keeps the event's position
+ * (EVENT_POSITION), which execution would drop: the SSE transport sends it as the event's `id:`.
+ */
+async function subscribeKeepingPositions(args: ExecutionArgs): Promise<unknown> {
+  const source = await createSourceEventStream(args);
+  if (!isAsyncIterable(source)) return source;
+  return mapStream(source, async (payload) => {
+    const result = await execute({ ...args, rootValue: payload });
+    const position = eventPosition(payload);
+    return position === undefined ? result : Object.assign(result, { [EVENT_POSITION]: position });
+  });
 }
 
 /**

@@ -84,23 +84,42 @@ export function useRequestRecord(streams: StreamObserver): Plugin {
   };
 }
 
-/**
- * `stream` with `seen` told of each event. Not an async generator: a generator's `return()` waits
- * for its pending `next()`, and a live query's next event may never come, so a client that leaves
- * would never release its subscription; here `return()` goes straight to the stream.
- */
+/** `stream` with `seen` told of each event (see mapStream). */
 export function observeStream<T>(stream: AsyncIterable<T>, seen: (event: T) => void): AsyncIterableIterator<T> {
+  return mapStream(stream, (event) => {
+    seen(event);
+    return event;
+  });
+}
+
+/**
+ * `stream` with each event replaced by `map(event)`. Not an async generator: a generator's
+ * `return()` waits for its pending `next()`, and a live query's next event may never come, so a
+ * client that leaves would never release its subscription; here `return()` goes straight to the
+ * stream. A `map` that throws ends the stream (as graphql-js's own mapping does).
+ */
+export function mapStream<T, U>(stream: AsyncIterable<T>, map: (event: T) => U | Promise<U>): AsyncIterableIterator<U> {
   const inner = stream[Symbol.asyncIterator]();
+  const done = (value?: unknown): IteratorResult<U> => ({ done: true, value: value as U });
   return {
     [Symbol.asyncIterator]() {
       return this;
     },
     async next() {
       const step = await inner.next();
-      if (!step.done) seen(step.value);
-      return step;
+      if (step.done) return done(step.value);
+      try {
+        return { done: false, value: await map(step.value) };
+      } catch (err) {
+        await inner.return?.().catch(() => {});
+        throw err;
+      }
     },
-    return: (value?: unknown) => (inner.return ? inner.return(value) : Promise.resolve({ done: true as const, value: value as T })),
-    throw: (err?: unknown) => (inner.throw ? inner.throw(err) : Promise.reject(err)),
+    return: async (value?: unknown) => done(inner.return ? (await inner.return(value)).value : value),
+    throw: async (err?: unknown) => {
+      if (!inner.throw) throw err;
+      const step = await inner.throw(err);
+      return step.done ? done(step.value) : { done: false, value: await map(step.value) };
+    },
   };
 }

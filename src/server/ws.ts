@@ -544,7 +544,7 @@ function formatError(error: Error): GraphQLFormattedError {
   return Object.keys(extensions).length > 0 ? { ...rest, extensions } : rest;
 }
 
-function formatResult(result: ExecutionResult): FormattedExecutionResult {
+export function formatResult(result: ExecutionResult): FormattedExecutionResult {
   const formatted: FormattedExecutionResult = {};
   if ('data' in result) formatted.data = result.data ?? null;
   if (result.errors) formatted.errors = result.errors.map((error) => formatError(error));

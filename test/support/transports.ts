@@ -260,12 +260,14 @@ export function upgradeStatus(url: string, headers: Record<string, string>, orig
 export interface SseEvent {
   event: string;
   data: string;
+  /** The event's `id:` line, when it had one (change streams: the event's position). */
+  id?: string;
 }
 
 export interface SseStream {
   status: number;
   headers: Headers;
-  /** Events as they arrive (`event:` and `data:` lines up to a blank line); ends with the response. */
+  /** Events as they arrive (`id:`, `event:` and `data:` lines up to a blank line); ends with the response. */
   events: AsyncGenerator<SseEvent>;
   abort(): void;
 }
@@ -288,6 +290,7 @@ async function* parseEvents(res: Response): AsyncGenerator<SseEvent> {
   let buffer = '';
   let event = '';
   let data: string[] = [];
+  let id: string | undefined;
   try {
     for await (const chunk of res.body) {
       buffer += decoder.decode(chunk as Uint8Array, { stream: true });
@@ -296,13 +299,15 @@ async function* parseEvents(res: Response): AsyncGenerator<SseEvent> {
         const line = buffer.slice(0, newline).replace(/\r$/, '');
         buffer = buffer.slice(newline + 1);
         if (line === '') {
-          if (event !== '' || data.length > 0) yield { event: event || 'message', data: data.join('\n') };
+          if (event !== '' || data.length > 0) yield { event: event || 'message', data: data.join('\n'), ...(id === undefined ? {} : { id }) };
           event = '';
           data = [];
+          id = undefined;
         } else if (line.startsWith(':')) {
           // A comment (keep-alive).
         } else if (line.startsWith('event:')) event = line.slice(6).trim();
         else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        else if (line.startsWith('id:')) id = line.slice(3).replace(/^ /, '');
       }
     }
   } catch (err) {
