@@ -47,8 +47,8 @@ const GOOD_TABLES = {
 };
 
 /** Writes `name` in the temp directory: a config on the test database with these tables. */
-function writeConfig(name: string, tables: Record<string, unknown>): string {
-  writeFileSync(join(dir, name), JSON.stringify({ database: { url: db.url }, tables }, null, 2));
+function writeConfig(name: string, tables: Record<string, unknown>, more: Record<string, unknown> = {}): string {
+  writeFileSync(join(dir, name), JSON.stringify({ database: { url: db.url }, tables, ...more }, null, 2));
   return name;
 }
 
@@ -144,13 +144,32 @@ describe('rowgate init', () => {
   });
 });
 
+/** `rowgate check --config <config>`: exit 1, nothing on stdout, `lines` together on stderr. */
+async function checkFails(config: string, lines: string[]): Promise<Run> {
+  const run = await rowgate('check', '--config', config);
+  expect(run.code).toBe(1);
+  expect(run.stdout).toBe('');
+  expect(run.stderr).toContain(lines.join('\n'));
+  return run;
+}
+
 // Each test spawns its own process with its own config file, so they run concurrently.
 describe.concurrent('rowgate check', () => {
   it('exits 0 and prints one summary line per table', async () => {
     const run = await rowgate('check');
     // Which database it looked at, on stderr, without user or password.
     const { hostname, port, pathname } = new URL(db.url);
-    expect(run.stderr).toBe(`rowgate: database ${hostname}:${port}${pathname} (from database.url in the config)\n`);
+    // No "claims" in the config: each rule parameter besides :sender is pointed at.
+    expect(run.stderr).toBe(
+      [
+        `rowgate: database ${hostname}:${port}${pathname} (from database.url in the config)`,
+        `rowgate: warning: tables.player.select[2], line 1, column 36: :level is read from the caller's token, and the config declares no "claims"`,
+        '  SELECT * FROM player WHERE level = :level',
+        `  ${' '.repeat(35)}^`,
+        '  A token without "level" makes it null, which matches nothing. If tokens carry it, list it: "claims": ["level"] (a parameter not listed is then an error); else fix the name (:sender is the caller).',
+        '',
+      ].join('\n'),
+    );
     expect(run.code).toBe(0);
     expect(run.stdout.trimEnd().split('\n')).toEqual([
       'account: select 2 rules, insert 1 rule, update 1 rule, delete 1 rule; reads admin',
@@ -205,6 +224,41 @@ describe.concurrent('rowgate check', () => {
     expect(run.stderr).toContain('1 problem in the rules:\n\ntables.account.select[1]: PostgreSQL rejects this rule: invalid input syntax for type integer: "x"');
   });
 
+  it('reports structure, cycle and planning problems of every rule in one run', async () => {
+    const config = writeConfig('rounds.json', {
+      // Structure: an unknown column. The second rule and admin's read each other: a cycle.
+      account: { select: ['SELECT * FROM account WHERE identiti = :sender', 'SELECT account.* FROM account JOIN admin ON admin.identity = :sender'] },
+      admin: { select: ['SELECT admin.* FROM admin JOIN account ON account.identity = admin.identity'] },
+      // Planning: only PostgreSQL finds that 'x' is no integer. (The first rule reads the cycle: not planned.)
+      player: { select: ['SELECT p.* FROM account a JOIN player p ON a.id = p.id', "SELECT * FROM player WHERE level = 'x'"] },
+    });
+    const run = await rowgate('check', '--config', config);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('3 problems in the rules:\n\n');
+    expect(run.stderr).toContain('tables.account.select[1], line 1, column 29: unknown column "identiti"');
+    expect(run.stderr).toContain('rules form a cycle: account → admin → account');
+    expect(run.stderr).toContain('tables.player.select[2]: PostgreSQL rejects this rule: invalid input syntax for type integer: "x"');
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('with "claims" declared, a rule parameter outside them is an error at its place', async () => {
+    const tables = { ...GOOD_TABLES, account: { ...GOOD_TABLES.account, delete: ['SELECT * FROM account WHERE identity = :sendr'] } };
+    const run = await checkFails(writeConfig('declared.json', tables, { claims: ['level'] }), [
+      '1 problem in the rules:',
+      '',
+      'tables.account.delete[1], line 1, column 40: :sendr is not a claim the config declares',
+      '  SELECT * FROM account WHERE identity = :sendr',
+      `  ${' '.repeat(39)}^`,
+      '  Declared in "claims": :level (and :sender, the caller). Fix the name, or add "sendr" to "claims" if tokens carry it.',
+    ]);
+    // :level is declared: neither an error nor a warning.
+    expect(run.stderr).not.toContain(':level is');
+    const fixed = await rowgate('check', '--config', writeConfig('declared-ok.json', GOOD_TABLES, { claims: ['level'] }));
+    expect(fixed.code).toBe(0);
+    expect(fixed.stderr).not.toContain('warning');
+  });
+
   it('exits 1 when a listed table is missing from the database', async () => {
     const config = writeConfig('missing.json', { account: { select: 'public' }, ghost: { select: 'public' } });
     const run = await rowgate('check', '--config', config);
@@ -217,6 +271,7 @@ describe.concurrent('rowgate check', () => {
     const run = await rowgate('check', '--config', config);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("claims read from the caller's token (null when a token lacks one): :sendr\n");
+    expect(run.stderr).toContain(`rowgate: warning: tables.account.delete[1], line 1, column 40: :sendr is read from the caller's token, and the config declares no "claims"`);
   });
 
   it('exits 1 naming the known relationships when a relationships rename names none', async () => {
@@ -225,16 +280,11 @@ describe.concurrent('rowgate check', () => {
       account: { ...GOOD_TABLES.account, relationships: { players: 'members', playerz: 'squad' } },
       admin: { select: 'public', relationships: { accounts: 'granted' } },
     });
-    const run = await rowgate('check', '--config', config);
-    expect(run.code).toBe(1);
-    expect(run.stdout).toBe('');
-    expect(run.stderr).toContain(
-      [
-        'the config renames relationships that do not exist:',
-        '  tables.account.relationships: "playerz" is not a relationship of account; its relationships are "players"',
-        '  tables.admin.relationships: "accounts" is not a relationship of admin; it has none (they come from foreign keys between listed tables, on readable columns)',
-      ].join('\n'),
-    );
+    const run = await checkFails(config, [
+      'the config renames relationships that do not exist:',
+      '  tables.account.relationships: "playerz" is not a relationship of account; its relationships are "players"',
+      '  tables.admin.relationships: "accounts" is not a relationship of admin; it has none (they come from foreign keys between listed tables, on readable columns)',
+    ]);
     // The valid rename is not reported.
     expect(run.stderr).not.toContain('"players" is not');
   });
@@ -308,7 +358,8 @@ describe.concurrent('rowgate explain', () => {
 describe('rowgate schema', () => {
   it('prints the SDL serve exposes, Subscription type included', async () => {
     const config = 'served.json';
-    writeFileSync(join(dir, config), JSON.stringify({ database: { url: db.url }, auth: { adminSecret: 'cli-admin' }, tables: GOOD_TABLES }));
+    // :level declared, so serve has nothing to warn about.
+    writeFileSync(join(dir, config), JSON.stringify({ database: { url: db.url }, auth: { adminSecret: 'cli-admin' }, claims: ['level'], tables: GOOD_TABLES }));
     const printed = await rowgate('schema', '--config', config);
     expect(printed.code).toBe(0);
     expect(printed.stdout).toContain('type Subscription {');
@@ -360,6 +411,8 @@ describe('rowgate serve', () => {
     expect(status).toBe(401);
     expect(run.code).toBe(0);
     expect(run.stderr).toContain('rowgate: warning: no way to authenticate anyone: every request is refused with 401; set auth.jwt.secret');
+    // The default config declares no "claims": its :level is pointed at.
+    expect(run.stderr).toContain(`rowgate: warning: tables.player.select[2], line 1, column 36: :level is read from the caller's token, and the config declares no "claims"`);
   });
 
   it('the warning: none with a usable secret, JWKS file or admin secret; a secret no accepted algorithm uses is none', () => {

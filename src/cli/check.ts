@@ -1,6 +1,6 @@
 import type { CompiledRules, RuleSet } from '../rules/index.ts';
 import { buildModel } from '../schema/index.ts';
-import { loadAll } from './context.ts';
+import { loadAll, undeclaredClaimWarnings } from './context.ts';
 
 function describe(set: RuleSet | null | undefined): string {
   if (set === null || set === undefined) return '—';
@@ -26,6 +26,7 @@ export async function check(configPath: string): Promise<number> {
   try {
     // The API model checks what the rules do not: that every relationship rename names one.
     buildModel(config, catalog, rules);
+    for (const warning of undeclaredClaimWarnings(config, rules)) process.stderr.write(`${warning}\n`);
     for (const line of summary(rules)) console.log(line);
     // A misspelt parameter (`:sendr`) is a claim no token carries: it is null, and its rule matches nothing.
     const claims = rules.claimsRead();

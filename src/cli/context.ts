@@ -1,7 +1,7 @@
 import { loadConfig, DEFAULT_CONFIG_PATH, type Config } from '../config/index.ts';
 import { readCatalog, type Catalog, type Database } from '../db/index.ts';
 import { openForCommand } from './database.ts';
-import { compileRules, loadParser, verifyRules, type CompiledRules } from '../rules/index.ts';
+import { analyzeRules, formatProblem, loadParser, planRules, RuleConfigError, type CompiledRules } from '../rules/index.ts';
 
 export interface Loaded {
   config: Config;
@@ -29,11 +29,30 @@ export async function loadAll(
     await options.prepare?.(db, config);
     await loadParser();
     const catalog = await readCatalog(db.sql, config.database.schema);
-    const rules = compileRules(config, catalog);
-    await verifyRules(db.sql, rules);
+    // Every round's problems at once: structure and cycles, then PostgreSQL's planning of the rules
+    // that compiled (a rule with a structural problem is not planned, nor one reading a cycle).
+    const { rules, problems, cyclic } = analyzeRules(config, catalog);
+    problems.push(...(await planRules(db.sql, rules, cyclic)));
+    if (problems.length) throw new RuleConfigError(problems);
     return { config, db, catalog, rules };
   } catch (err) {
     await db.close();
     throw err;
   }
+}
+
+/**
+ * Without a `claims` list, each rule parameter other than `:sender`, for `check` and `serve` to
+ * print: a misspelt `:sendr` is a claim no token carries, null, and its rule quietly matches nothing.
+ */
+export function undeclaredClaimWarnings(config: Config, rules: CompiledRules): string[] {
+  if (config.claims) return [];
+  return rules.claimUses().map(({ name, site, position }) =>
+    `rowgate: warning: ${formatProblem({
+      site,
+      position,
+      message: `:${name} is read from the caller's token, and the config declares no "claims"`,
+      hint: `A token without "${name}" makes it null, which matches nothing. If tokens carry it, list it: "claims": ["${name}"] (a parameter not listed is then an error); else fix the name (:sender is the caller).`,
+    })}`,
+  );
 }

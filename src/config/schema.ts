@@ -99,6 +99,13 @@ export const configSchema = z
     // SQL functions exposed as root query fields (Hasura's tracked functions): STABLE, returning
     // SETOF a listed table, whose rows the caller sees through that table's rules.
     functions: z.array(z.string()).default([]),
+    // The claims (beyond the sender) tokens carry, as rules write them (`:org` → "org"): a rule
+    // parameter outside this list is then an error, so a misspelt one cannot match nothing quietly.
+    claims: z
+      .array(z.string().min(1))
+      .nullable()
+      .default(null)
+      .describe('Claim names rules may use as :name besides :sender; a rule parameter outside the list stops startup and check. Unset: every such parameter is allowed, and check and serve warn about each.'),
     limits: z
       .object({
         maxDepth: z.number().int().positive().default(10),

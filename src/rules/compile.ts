@@ -11,6 +11,8 @@ import { and, or, renderExpr, type Alias, type ParamSource } from './render.ts';
 export interface CompiledRule {
   site: RuleSite;
   rule: AnalyzedRule;
+  /** Each `:name` the rule uses, where it is first written. */
+  params: { name: string; position: number }[];
 }
 
 /** A list of rules OR-ed together, or `public` (every row). */
@@ -143,14 +145,23 @@ export class CompiledRules {
 
   /** Every parameter other than `:sender` any rule uses: claims the caller's token must carry. */
   claimsRead(): string[] {
-    const names = new Set<string>();
-    for (const p of this.policies.values()) {
-      const sets = [p.select, p.insert?.check, p.update?.filter, p.update?.check, p.delete];
-      for (const set of sets) if (set && set !== 'public') for (const { rule } of set) collectParams(rule, names);
-    }
-    names.delete('sender');
-    return [...names].sort();
+    return [...new Set(this.claimUses().map((u) => u.name))].sort();
   }
+
+  /** Each rule's use of a parameter other than `:sender` (first place per rule and name), in config order. */
+  claimUses(): { name: string; site: RuleSite; position: number }[] {
+    return [...this.policies.values()].flatMap((p) => claimUsesOf(policyRules(p)));
+  }
+}
+
+/** Every compiled rule of a table: select, insert check, update filter and check, delete. */
+function policyRules(p: TablePolicy): CompiledRule[] {
+  const sets = [p.select, p.insert?.check, p.update?.filter, p.update?.check, p.delete];
+  return sets.flatMap((set) => (set && set !== 'public' ? set : []));
+}
+
+function claimUsesOf(rules: CompiledRule[]): { name: string; site: RuleSite; position: number }[] {
+  return rules.flatMap(({ site, params }) => params.filter((p) => p.name !== 'sender').map((p) => ({ ...p, site })));
 }
 
 /** Calls `visit` on every node of a compiled rule expression, depth first. */
@@ -169,19 +180,46 @@ function collectParams(rule: AnalyzedRule, into: Set<string>): void {
   });
 }
 
+type RulesConfig = Pick<Config, 'tables' | 'database'> & Partial<Pick<Config, 'functions' | 'claims'>>;
+
 /**
  * Parses, validates and compiles every rule of the config against the catalog. Throws a
  * RuleConfigError listing every problem at once; returns only when all rules are sound.
  */
-export function compileRules(config: Pick<Config, 'tables' | 'database'> & Partial<Pick<Config, 'functions'>>, catalog: Catalog): CompiledRules {
+export function compileRules(config: RulesConfig, catalog: Catalog): CompiledRules {
+  const { rules, problems } = analyzeRules(config, catalog);
+  if (problems.length) throw new RuleConfigError(problems);
+  return rules;
+}
+
+/** What analyzeRules found: the rules that compiled, and every problem of the others. */
+export interface RuleAnalysis {
+  /** The rules that compiled; a rule with a problem is left out of its table's list. */
+  rules: CompiledRules;
+  problems: RuleProblem[];
+  /** Tables on a cycle of select rules: a rule that reads one cannot be rendered (it never ends). */
+  cyclic: Set<string>;
+}
+
+/**
+ * The first two rounds of validation, both reported whatever the other finds: each rule's
+ * structure against the catalog (and the config's tables, columns and functions), then cycles
+ * between the select rules that compiled. With `claims` declared, a parameter outside them is a
+ * problem at its place. Planning by PostgreSQL (verify.ts) can then run on the rules that compiled.
+ */
+export function analyzeRules(config: RulesConfig, catalog: Catalog): RuleAnalysis {
   const problems: RuleProblem[] = [];
   const policies = new Map<string, TablePolicy>();
+  const declared = config.claims ? new Set(config.claims) : null;
 
   const compileList = (table: string, kind: RuleKind, texts: string[]): CompiledRule[] =>
     texts.flatMap((text, i) => {
       const site: RuleSite = { table, kind, index: i + 1, text };
       try {
-        return [{ site, rule: analyzeRule(catalog, table, parseRule(text)) }];
+        const parsed = parseRule(text);
+        const compiled: CompiledRule = { site, rule: analyzeRule(catalog, table, parsed), params: parsed.paramNames.map((name, n) => ({ name, position: parsed.paramPositions[n]! })) };
+        if (declared) for (const use of claimUsesOf([compiled]).filter((u) => !declared.has(u.name))) problems.push(undeclaredClaim(use, declared));
+        return [compiled];
       } catch (err) {
         if (!(err instanceof RuleError)) throw err;
         problems.push({ site, position: err.position, message: err.message, hint: err.hint });
@@ -260,14 +298,25 @@ export function compileRules(config: Pick<Config, 'tables' | 'database'> & Parti
     );
     edges.set(table, out);
   }
+  const cyclic = new Set<string>();
   for (const cycle of findCycles(edges)) {
+    for (const step of cycle) cyclic.add(step.table);
     const path = [...cycle.map((step) => step.table), cycle[0]!.table].join(' → ');
     const via = cycle.map((step) => `tables.${step.table}.select[${step.site.index}] reads ${step.to}`).join('; ');
     problems.push(tableProblem(`rules form a cycle: ${path}`, `Each table's rules are applied to the tables it reads, so this never ends (${via}). Let one of these rules test the caller directly instead of through the other table.`));
   }
 
-  if (problems.length) throw new RuleConfigError(problems);
-  return new CompiledRules(config.database.schema, policies);
+  return { rules: new CompiledRules(config.database.schema, policies), problems, cyclic };
+}
+
+function undeclaredClaim(use: { name: string; site: RuleSite; position: number }, declared: Set<string>): RuleProblem {
+  const known = [...declared].sort().map((c) => `:${c}`).join(', ') || 'none';
+  return {
+    site: use.site,
+    position: use.position,
+    message: `:${use.name} is not a claim the config declares`,
+    hint: `Declared in "claims": ${known} (and :sender, the caller). Fix the name, or add "${use.name}" to "claims" if tokens carry it.`,
+  };
 }
 
 function isRuled(policies: Map<string, TablePolicy>, table: string): boolean {

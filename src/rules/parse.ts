@@ -14,6 +14,8 @@ export interface ParsedRule {
   stmt: Node;
   /** `$n` → the name written as `:name` (index n - 1). */
   paramNames: string[];
+  /** Character offset in the rule as written of each name's first `:name` (index n - 1). */
+  paramPositions: number[];
   /** Maps a byte offset in the rewritten text (AST `location`) to a character offset in the rule as written. */
   position(location: number | undefined): number | null;
   /** Character offset of the rule's first token (after comments and whitespace). */
@@ -70,9 +72,10 @@ const isWord = (t: ScanToken): boolean => t.tokenName === 'IDENT' || t.keywordKi
  * Turns `:name` parameters, which are not PostgreSQL syntax, into `$n` using PostgreSQL's own
  * scanner, so `::casts`, `':name'` inside strings and comments stay untouched.
  */
-function rewriteParams(text: string, tokens: ScanToken[]): { text: string; names: string[]; edits: Edit[] } {
+function rewriteParams(text: string, tokens: ScanToken[]): { text: string; names: string[]; positions: number[]; edits: Edit[] } {
   const toChar = byteToCharIndex(text);
   const names: string[] = [];
+  const positions: number[] = [];
   const edits: Edit[] = [];
   let out = '';
   let cursor = 0;
@@ -87,9 +90,12 @@ function rewriteParams(text: string, tokens: ScanToken[]): { text: string; names
     }
     const name = tokens[i + 1];
     if (colon.text !== ':' || !name || name.start !== colon.end || !isWord(name)) continue;
-    let n = names.indexOf(name.text);
-    if (n < 0) n = names.push(name.text) - 1;
     const start = toChar(colon.start);
+    let n = names.indexOf(name.text);
+    if (n < 0) {
+      n = names.push(name.text) - 1;
+      positions.push(start);
+    }
     const end = toChar(name.end);
     out += text.slice(cursor, start);
     const replacement = `$${n + 1}`;
@@ -99,7 +105,7 @@ function rewriteParams(text: string, tokens: ScanToken[]): { text: string; names
     i++;
   }
   out += text.slice(cursor);
-  return { text: out, names, edits };
+  return { text: out, names, positions, edits };
 }
 
 function mapBack(edits: Edit[], pos: number): number {
@@ -184,6 +190,7 @@ export function parseRule(text: string): ParsedRule {
   return {
     stmt: stmts[0].stmt,
     paramNames: rewritten.names,
+    paramPositions: rewritten.positions,
     position: (location) => (location === undefined || location < 0 ? null : mapBack(rewritten.edits, toChar(location))),
     start: first ? origToChar(first.start) : 0,
     firstWord: first?.text ?? '',

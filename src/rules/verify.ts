@@ -10,13 +10,25 @@ import { RuleConfigError, type RuleProblem } from './errors.ts';
  * overload) stop startup with the rule they come from, not the first query that uses it.
  */
 export async function verifyRules(db: Sql, rules: CompiledRules): Promise<void> {
+  const problems = await planRules(db, rules);
+  if (problems.length) throw new RuleConfigError(problems);
+}
+
+/**
+ * The problems PostgreSQL finds planning each rule. A rule that reads a table on a cycle of select
+ * rules (`cyclic`, from analyzeRules) is not planned: rendering it would never end.
+ */
+export async function planRules(db: Sql, rules: CompiledRules, cyclic: ReadonlySet<string> = new Set()): Promise<RuleProblem[]> {
   const nobody = callerParams({ sender: null, claims: {} });
   const problems: RuleProblem[] = [];
   for (const policy of rules.policies.values()) {
     const sets: RuleSet[] = [policy.select, policy.insert?.check ?? 'public', policy.update?.filter ?? [], policy.update?.check ?? [], policy.delete ?? []];
     for (const set of sets) {
       if (set === 'public') continue;
-      for (const { site, rule } of set) {
+      for (const compiled of set) {
+        const { site, rule } = compiled;
+        // The rule's own table is read as it is (self-joins); any other table through its select rules.
+        if ([...rules.readsTables(policy.table, [compiled])].some((t) => t !== policy.table && cyclic.has(t))) continue;
         const row = Symbol(policy.table);
         const query = pgsql`SELECT 1 FROM ${pgsql.identifier(rules.schema, policy.table)} AS ${pgsql.identifier(row)} WHERE ${rules.rule(policy.table, rule, row, nobody)}`;
         try {
@@ -33,5 +45,5 @@ export async function verifyRules(db: Sql, rules: CompiledRules): Promise<void> 
       }
     }
   }
-  if (problems.length) throw new RuleConfigError(problems);
+  return problems;
 }

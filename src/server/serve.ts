@@ -1,5 +1,5 @@
 import { printSchema } from 'graphql';
-import { loadAll } from '../cli/context.ts';
+import { loadAll, undeclaredClaimWarnings } from '../cli/context.ts';
 import { loadConfig } from '../config/index.ts';
 import { buildApi } from '../schema/index.ts';
 import { capturedTables } from '../cli/capture.ts';
@@ -52,6 +52,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   signals?.takeOver();
   const warning = noAuthenticationWarning(config.auth);
   if (warning) process.stderr.write(`rowgate: warning: ${warning}\n`);
+  for (const claim of undeclaredClaimWarnings(config, rules)) process.stderr.write(`${claim}\n`);
   // The runtime log (JSON lines on stdout); what a person starting the gateway reads stays plain `log` lines.
   const logger = createLogger(config.log.level);
   try {
