@@ -194,7 +194,7 @@ export function compileRules(config: RulesConfig, catalog: Catalog): CompiledRul
 
 /** What analyzeRules found: the rules that compiled, and every problem of the others. */
 export interface RuleAnalysis {
-  /** The rules that compiled; a rule with a problem is left out of its table's list. */
+  /** The rules that compiled; a rule with a structural problem is left out of its table's list. */
   rules: CompiledRules;
   problems: RuleProblem[];
   /** Tables on a cycle of select rules: a rule that reads one cannot be rendered (it never ends). */
