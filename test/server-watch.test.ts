@@ -43,6 +43,7 @@ interface LogLine {
 interface Served {
   child: ChildProcess;
   url: string;
+  exited: Promise<number | null>;
   /** The n-th reload's log line (1-based) that applied or failed, once it is written. */
   reload(n: number): Promise<LogLine>;
   output(): string;
@@ -81,9 +82,11 @@ async function serve(flags: string[]): Promise<Served> {
     child.once('exit', (code, signal) => reject(new Error(`rowgate serve exited (${code ?? signal}) before serving:\n${out}`)));
   });
   const url = await within(serving, 45_000, 'rowgate serve to listen');
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
     url,
+    exited,
     output: () => out,
     reload: (n) =>
       within(
@@ -201,5 +204,22 @@ describe('rowgate serve --watch reload with an open socket', () => {
     tags.stop();
     await client.client.dispose();
     served.child.kill('SIGTERM');
+    expect(await within(served.exited, WAIT, 'the gateway to stop')).toBe(0);
+  });
+
+  it('SIGHUP reloads without --watch; the socket open across it sees the new field', async () => {
+    writeConfig({ note: { select: 'SELECT * FROM note WHERE owner = :sender' }, tag: { select: 'SELECT * FROM tag WHERE owner = :sender' } });
+    const served = await serve([]);
+    const client = wsClient(served.url.replace(/^http/, 'ws'), { Authorization: `Bearer ${await token('bob')}` });
+    await within(client.connected, WAIT, 'the socket');
+    expect((await query(client, '{ tag(order_by: { id: asc }) { id } }')).values).toEqual([{ data: { tag: [{ id: 2 }] } }]);
+    writeConfig({ note: { select: 'SELECT * FROM note WHERE owner = :sender' }, tag: { select: 'public' } });
+    served.child.kill('SIGHUP');
+    expect(await served.reload(1)).toMatchObject({ outcome: 'applied', reason: 'SIGHUP', changed: ['tag'] });
+    expect((await query(client, '{ tag(order_by: { id: asc }) { id } }')).values).toEqual([{ data: { tag: [{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }, { id: 5 }] } }]);
+    expect(served.child.exitCode).toBeNull();
+    await client.client.dispose();
+    served.child.kill('SIGTERM');
+    expect(await within(served.exited, WAIT, 'the gateway to stop')).toBe(0);
   });
 });
