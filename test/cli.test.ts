@@ -432,8 +432,8 @@ describe('help and version', () => {
     const help = await rowgate('serve', '--help');
     expect(help.code).toBe(0);
     expect(help.stderr).toBe('');
-    expect(help.stdout.startsWith('usage: rowgate serve [--config F] [--port N] [--host H]\n')).toBe(true);
-    for (const option of ['--config F', '--port N', '--host H']) expect(help.stdout).toContain(option);
+    expect(help.stdout.startsWith('usage: rowgate serve [--config F] [--port N] [--host H] [--watch]\n')).toBe(true);
+    for (const option of ['--config F', '--port N', '--host H', '--watch']) expect(help.stdout).toContain(option);
     const version = await rowgate('--version');
     expect(version.code).toBe(0);
     expect(version.stdout).toBe(`${(JSON.parse(readFileSync(resolve(import.meta.dirname, '../package.json'), 'utf8')) as { version: string }).version}\n`);

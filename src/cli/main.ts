@@ -28,14 +28,18 @@ interface CommandSpec {
 const commands: Record<string, CommandSpec> = {
   serve: {
     summary: 'serve /graphql, /healthz and /readyz',
-    usage: `usage: rowgate serve [--config F] [--port N] [--host H]
+    usage: `usage: rowgate serve [--config F] [--port N] [--host H] [--watch]
 
 Checks every rule, installs change capture, then serves /graphql (HTTP, SSE, graphql-ws), /healthz
-and /readyz until SIGINT or SIGTERM. Warns when the config can authenticate nobody.
+and /readyz until SIGINT or SIGTERM. Warns when the config can authenticate nobody. SIGHUP reloads
+the config's tables and functions and the catalog without dropping sockets; a reload that fails
+(an invalid rule) is logged and the previous schema stays.
 ${configOption()}
   --port N     the port: --port, else PORT, else 4000 (0: any free port)
-  --host H     the address to listen on (default 127.0.0.1; 0.0.0.0 in a container)`,
-    options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' } },
+  --host H     the address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
+  --watch      also reload when the config file changes and after DDL (an event trigger as a
+               superuser, else the catalog compared every 5 s)`,
+    options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, watch: { type: 'boolean' } },
     run: (v) => {
       let port: number;
       try {
@@ -44,7 +48,7 @@ ${configOption()}
         throw new UsageError((err as Error).message);
       }
       const host = str(v['host']);
-      return serve({ configPath: configOf(v), port, ...(host !== undefined ? { host } : {}) });
+      return serve({ configPath: configOf(v), port, watch: v['watch'] === true, ...(host !== undefined ? { host } : {}) });
     },
   },
   schema: {

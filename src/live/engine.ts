@@ -12,7 +12,7 @@ import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type 
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
 import { streamBatches } from './stream.ts';
 import { RootKeys } from './keys.ts';
-import { tablesRead, targeting } from './tables.ts';
+import { relationsRead, tablesRead, targeting } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -43,6 +43,8 @@ export interface LiveStats {
 }
 
 interface LiveShapeState extends LiveShape {
+  /** The tables and views it reads, views by name (relationsRead): a reload that changes one ends it. */
+  relations: Set<string>;
   /** Every subscriber must be re-evaluated. */
   dirty: boolean;
   /** Changed rows of the root table (JSON images) not yet looked at; see `targeting` in tables.ts. */
@@ -64,6 +66,8 @@ const MAX_TARGETED_IMAGES = 500;
 const MAX_CHILD_IMAGES = 20_000;
 
 interface ChangeShapeState extends ChangeShape {
+  /** As LiveShapeState's. */
+  relations: Set<string>;
   /** Changes of the table (and of the tables its rules read) delivered and not yet evaluated; evaluated together, in order. */
   pending: Change[];
   boundaries: Set<string>;
@@ -74,6 +78,18 @@ function childImages(shape: LiveShapeState, table: string): Record<string, unkno
   let list = shape.childImages.get(table);
   if (!list) shape.childImages.set(table, (list = []));
   return list;
+}
+
+/** The stable code of a subscription a reload ended: the client subscribes again, on the new schema. */
+export const SCHEMA_CHANGED = 'SCHEMA_CHANGED';
+
+function schemaChanged(): GraphQLError {
+  return new GraphQLError('the schema changed (the config or the database was reloaded): subscribe again', { extensions: { code: SCHEMA_CHANGED } });
+}
+
+function touches(relations: ReadonlySet<string>, changed: ReadonlySet<string>): boolean {
+  for (const t of relations) if (changed.has(t)) return true;
+  return false;
 }
 
 function subscriptionError(err: unknown, observer: LiveObserver): Error {
@@ -97,8 +113,7 @@ function subscriptionError(err: unknown, observer: LiveObserver): Error {
 export class LiveEngine {
   private readonly live = new Map<string, LiveShapeState>();
   private readonly changeShapes = new Map<string, ChangeShapeState>();
-  private readonly streamWatchers = new Set<{ tables: Set<string>; wake: () => void }>();
-  readonly stats: LiveStats = { statements: 0, subscriptions: 0, shapes: 0 };
+  private readonly streamWatchers = new Set<{ tables: Set<string>; relations: Set<string>; wake: () => void; end: (err: Error) => void }>();
   private readonly count = () => {
     this.stats.statements++;
   };
@@ -107,6 +122,16 @@ export class LiveEngine {
   private sids = 0;
   /** Told the duration of every evaluation and failures; the default only writes failures to stderr. */
   observer: LiveObserver = consoleObserver;
+  /** Subscriptions this engine runs (`stats` may be shared with the engines of earlier schemas). */
+  private running = 0;
+  /** Set by retire: the tables and views the reloads since this engine's schema changed. */
+  private retired: ReadonlySet<string> | null = null;
+  private closed = false;
+
+  /** Closed: it no longer follows the feed (close(), or retired and without subscriptions). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   constructor(
     private readonly api: ApiModel,
@@ -114,12 +139,51 @@ export class LiveEngine {
     private readonly source: ChangeSource,
     /** Subscribers per statement (limits.subscribersPerStatement). */
     private readonly batch = 1000,
+    /** Counts for the metrics; a reload passes the previous engine's, so they go on across schemas. */
+    readonly stats: LiveStats = { statements: 0, subscriptions: 0, shapes: 0 },
   ) {
     this.unsubscribe = source.onChanges(({ changes }) => this.onChanges(changes));
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.unsubscribe();
+  }
+
+  /**
+   * A reload replaced the schema (and this engine, for new subscriptions): the subscriptions this
+   * engine runs that read a table or view in `changed` (its columns, rules or relationships
+   * changed, or it is gone) end with SCHEMA_CHANGED; the others go on here, with the rules they
+   * started with, which the reload left as they were. Once the last has ended the engine stops
+   * following the feed. Called again by each later reload, with what that one changed.
+   */
+  retire(changed: ReadonlySet<string>): void {
+    this.retired = new Set([...(this.retired ?? []), ...changed]);
+    const err = schemaChanged();
+    for (const shape of [...this.live.values()]) if (touches(shape.relations, changed)) for (const sub of [...shape.subscribers.values()]) sub.fail(err);
+    for (const shape of [...this.changeShapes.values()]) if (touches(shape.relations, changed)) for (const sub of [...shape.subscribers.values()]) sub.fail(err);
+    for (const watcher of [...this.streamWatchers]) if (touches(watcher.relations, changed)) watcher.end(err);
+    if (this.running === 0) this.close();
+  }
+
+  /**
+   * Why a subscription starting now (its first next()) on a retired engine cannot run: it reads
+   * what the reload changed, or the engine no longer follows the feed. null when it can.
+   */
+  private refusal(relations: ReadonlySet<string>): GraphQLError | null {
+    return this.closed || (this.retired && touches(relations, this.retired)) ? schemaChanged() : null;
+  }
+
+  private started(): void {
+    this.stats.subscriptions++;
+    this.running++;
+  }
+
+  private ended(): void {
+    this.stats.subscriptions--;
+    this.running--;
+    if (this.retired && this.running === 0) this.close();
   }
 
   private async timed<T>(kind: EvaluationKind, run: () => Promise<T>): Promise<T> {
@@ -284,6 +348,7 @@ export class LiveEngine {
       keys: keys.tracked ? keys : null,
       width: binder.values.length,
       tables: tablesRead(this.api, model, field),
+      relations: relationsRead(this.api, model, field),
       subscribers: new Map(),
       dirty: false,
       images: [],
@@ -296,6 +361,8 @@ export class LiveEngine {
     const valuesKey = JSON.stringify(values);
     // Only the latest result matters: a client that reads slowly skips states, never the last one.
     return new Repeater<unknown>(async (push, stop) => {
+      const refused = this.refusal(fresh!.relations);
+      if (refused) return void stop(refused);
       const owner = this.shapeOf(this.live, fresh!);
       fresh = null;
       const sub: LiveSubscriber = {
@@ -309,14 +376,14 @@ export class LiveEngine {
       owner.subscribers.set(sub.sid, sub);
       owner.roster = null;
       owner.newcomers.add(sub);
-      this.stats.subscriptions++;
+      this.started();
       this.drain(owner);
       await stop;
       owner.subscribers.delete(sub.sid);
       owner.roster = null;
       owner.newcomers.delete(sub);
       owner.keys?.forget(sub);
-      this.stats.subscriptions--;
+      this.ended();
       if (owner.subscribers.size === 0 && this.live.get(owner.key) === owner) {
         this.live.delete(owner.key);
         this.stats.shapes--;
@@ -353,9 +420,11 @@ export class LiveEngine {
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     const boundaries = new Set(asOf.tables.map((t) => t.name));
     // Registered when the subscription starts, as in subscribeLive.
-    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, subscribers: new Map(), pending: [], running: false };
+    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false };
     const mine = binder.values.slice();
     return new Repeater<unknown>(async (push, stop) => {
+      const refused = this.refusal(fresh!.relations);
+      if (refused) return void stop(refused);
       const owner = this.shapeOf(this.changeShapes, fresh!);
       fresh = null;
       const sub: ChangeSubscriber = {
@@ -376,13 +445,13 @@ export class LiveEngine {
         fail: (err) => stop(subscriptionError(err, this.observer)),
       };
       owner.subscribers.set(sub.sid, sub);
-      this.stats.subscriptions++;
+      this.started();
       // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
       // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
       if (sub.backlog) void this.catchUp(owner, sub).catch((err: unknown) => sub.fail(err));
       await stop;
       owner.subscribers.delete(sub.sid);
-      this.stats.subscriptions--;
+      this.ended();
       if (owner.subscribers.size === 0 && this.changeShapes.get(owner.key) === owner) {
         this.changeShapes.delete(owner.key);
         this.stats.shapes--;
@@ -427,11 +496,14 @@ export class LiveEngine {
   /** `t_stream`: batches of rows past a cursor, in cursor order, then new rows as they commit. */
   subscribeStream(caller: Caller, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
     const tables = tablesRead(this.api, model, field);
+    const relations = relationsRead(this.api, model, field);
     return new Repeater<unknown>(async (push, stop) => {
+      const refused = this.refusal(relations);
+      if (refused) return void stop(refused);
       let wake: () => void = () => {};
-      const watcher = { tables, wake: () => wake() };
+      const watcher = { tables, relations, wake: () => wake(), end: (err: Error) => stop(err) };
       this.streamWatchers.add(watcher);
-      this.stats.subscriptions++;
+      this.started();
       let stopped = false;
       void stop.then(() => {
         stopped = true;
@@ -445,7 +517,7 @@ export class LiveEngine {
         stop(subscriptionError(err, this.observer));
       } finally {
         this.streamWatchers.delete(watcher);
-        this.stats.subscriptions--;
+        this.ended();
       }
     });
   }

@@ -44,11 +44,21 @@ function walk(api: ApiModel, model: TableModel, field: SelectedField, selected: 
  * inserted makes accounts appear), with the base tables of the views among them. A change elsewhere never re-evaluates the subscription.
  */
 export function tablesRead(api: ApiModel, model: TableModel, field: SelectedField): Set<string> {
+  const all = new Set<string>();
+  // A view changes when a table it reads does: its base tables are what the change log holds.
+  for (const t of relationsRead(api, model, field)) for (const b of api.reads(t)) all.add(b);
+  return all;
+}
+
+/**
+ * The tables and views a subscription's selection, filters, orderings and their rules name (views
+ * by their own name, not their base tables): what a reload compares to decide whether it must end.
+ */
+export function relationsRead(api: ApiModel, model: TableModel, field: SelectedField): Set<string> {
   const direct = new Set<string>();
   walk(api, model, field, (m) => direct.add(m.name), (t) => direct.add(t));
   const all = new Set<string>();
-  // A view changes when a table it reads does: its base tables are what the change log holds.
-  for (const table of direct) for (const t of api.rules.readsTables(table)) for (const b of api.reads(t)) all.add(b);
+  for (const table of direct) for (const t of api.rules.readsTables(table)) all.add(t);
   return all;
 }
 

@@ -4,7 +4,7 @@ import type { Catalog, Sql } from '../db/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import { createResolvers } from '../resolvers/index.ts';
 import { buildGraphQLSchema } from './build.ts';
-import { LiveEngine, type ChangeSource } from '../live/index.ts';
+import { LiveEngine, type ChangeSource, type LiveStats } from '../live/index.ts';
 import { buildModel, type ApiModel } from './model.ts';
 
 export type { GraphQLContext } from './context.ts';
@@ -20,6 +20,8 @@ export interface SchemaOptions {
   liveSql?: Sql;
   /** The change feed; without it the schema has no Subscription type. */
   changes?: ChangeSource | null;
+  /** The live engine's counts to go on with (a reload passes the previous engine's). */
+  liveStats?: LiveStats;
 }
 
 export interface BuiltSchema {
@@ -36,6 +38,12 @@ export function buildSchema(opts: SchemaOptions): GraphQLSchema {
 /** As buildSchema, with the live engine serving its subscriptions (when `changes` is given). */
 export function buildApi(opts: SchemaOptions): BuiltSchema {
   const api: ApiModel = buildModel(opts.config, opts.catalog, opts.rules);
-  const live = opts.changes ? new LiveEngine(api, opts.liveSql ?? opts.sql, opts.changes, opts.config.limits.subscribersPerStatement) : null;
-  return { schema: buildGraphQLSchema(api, createResolvers(api, opts.sql), live), live };
+  const live = opts.changes ? new LiveEngine(api, opts.liveSql ?? opts.sql, opts.changes, opts.config.limits.subscribersPerStatement, opts.liveStats) : null;
+  try {
+    return { schema: buildGraphQLSchema(api, createResolvers(api, opts.sql), live), live };
+  } catch (err) {
+    // The engine already follows the change feed; a schema that failed to build must not leave it there.
+    live?.close();
+    throw err;
+  }
 }

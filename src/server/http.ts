@@ -6,7 +6,7 @@ import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config/index.ts';
 import type { ChangeBatch } from '../db/changes/index.ts';
 import type { Sql } from '../db/index.ts';
-import type { LiveEngine } from '../live/index.ts';
+import type { LiveEngine, LiveObserver } from '../live/index.ts';
 import { useMutationTransaction } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
@@ -84,7 +84,18 @@ export interface Gateway {
    */
   close(): Promise<void>;
   stats(): TransportStats;
+  /**
+   * Serves `schema` from now on (a reload, server/reload.ts): every request and every operation on
+   * a socket that starts after this runs on it; operations already running finish on the old one.
+   * `live` is the engine behind its subscriptions.
+   */
+  swap(schema: GraphQLSchema, live: LiveEngine | null): void;
+  /** Counts one reload by outcome (`rowgate_reloads_total`). */
+  reloaded(outcome: ReloadOutcome): void;
 }
+
+/** applied: a new schema is served; unchanged: nothing differed; failed: the old schema stays. */
+export type ReloadOutcome = 'applied' | 'unchanged' | 'failed';
 
 /**
  * The HTTP side of the gateway: yoga on node:http at `/graphql`, `/healthz`, `/readyz`,
@@ -99,6 +110,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const logger = options.logger ?? createLogger(config.log.level);
   const logInternalError = options.logInternalError ?? ((err: unknown) => logger.error({ err }, 'internal error'));
   const maskError = createMaskError(logInternalError);
+  // envelop's schema is one for all requests; setting it makes every later envelope use the new one.
+  let replaceSchema: ((schema: GraphQLSchema) => void) | null = null;
 
   const yoga: Yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
@@ -120,6 +133,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     // the per-caller limit wraps the transaction, so a refused mutation never takes a connection.
     // Hasura's codes are mapped after the request record has counted rowgate's.
     plugins: [
+      { onPluginInit: ({ setSchema }: { setSchema: (schema: GraphQLSchema) => void }) => void (replaceSchema = setSchema) },
       useRequestRecord({ started: (record) => metrics?.streamStarted(record), errors: (codes) => metrics?.streamErrors(codes) }),
       ...(config.graphql.errorCodes === 'hasura' ? [useHasuraErrorCodes()] : []),
       useCaller(authenticator),
@@ -162,12 +176,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** SSE responses in flight: they never finish on their own, so close() ends them. */
   const streams = new Set<ServerResponse>();
   const stats = (): TransportStats => ({ ...webSockets.stats(), sseStreams: streams.size });
-  if (live) {
-    live.observer = {
-      evaluated: (kind, seconds) => metrics?.evaluated(kind, seconds),
-      error: (message, err) => logger.error({ err }, `live: ${message}`),
-    };
-  }
+  const liveObserver: LiveObserver = {
+    evaluated: (kind, seconds) => metrics?.evaluated(kind, seconds),
+    error: (message, err) => logger.error({ err }, `live: ${message}`),
+  };
+  if (live) live.observer = liveObserver;
   const unfollowFeed = metrics && options.feed ? options.feed.onChanges((batch) => metrics.feedDelivered(batch.lagSeconds)) : null;
   const metricsOnMain = config.metrics.port === null;
   const mayReadMetrics = metricsAccess(config);
@@ -278,6 +291,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       return { url, metricsUrl: `${await listenOn(metricsServer, config.metrics.port!, host)}${METRICS_PATH}` };
     },
     stats,
+    swap(next, nextLive) {
+      if (nextLive) nextLive.observer = liveObserver;
+      replaceSchema!(next);
+    },
+    reloaded: (outcome) => metrics?.reloaded(outcome),
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
         unfollowFeed?.();

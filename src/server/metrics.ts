@@ -30,6 +30,8 @@ export interface GatewayMetrics {
   evaluated(kind: EvaluationKind, seconds: number): void;
   /** The change feed delivered a batch whose newest change was `lagSeconds` old. */
   feedDelivered(lagSeconds: number): void;
+  /** A reload (SIGHUP, serve --watch) ended with `outcome`. */
+  reloaded(outcome: string): void;
   /** The exposition: process metrics (nodejs_*, process_*) then the gateway's. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -91,6 +93,12 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     buckets: LAG_BUCKETS,
     registers,
   });
+  const reloads = new Counter({
+    name: 'rowgate_reloads_total',
+    help: 'Reloads of the config and the catalog (SIGHUP, serve --watch), by outcome: applied (a new schema is served), unchanged (nothing differed), failed (the old schema stays)',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
       name,
@@ -146,6 +154,9 @@ export function createMetrics(sources: MetricsSources): GatewayMetrics {
     },
     feedDelivered(lagSeconds) {
       feedLag.observe(lagSeconds);
+    },
+    reloaded(outcome) {
+      reloads.inc({ outcome });
     },
     async render() {
       const [process, gateway] = await Promise.all([processMetrics().metrics(), registry.metrics()]);

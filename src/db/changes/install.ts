@@ -2,7 +2,7 @@ import { sql } from 'pg-sql2';
 import type { Sql } from '../connect.ts';
 import { runSql } from '../run.ts';
 import { ChangeError } from './errors.ts';
-import { CAPTURE_SCHEMA, createTrigger, FUNCTIONS, INSTALL_LOCK, LOCK_CLASS, TABLE_DDL, TRIGGER_PREFIX, TRIGGERS, type TriggerSpec } from './schema.ts';
+import { CAPTURE_SCHEMA, CREATE_DDL_TRIGGER, createTrigger, DDL_TRIGGER, NOTIFY_DDL, FUNCTIONS, INSTALL_LOCK, LOCK_CLASS, TABLE_DDL, TRIGGER_PREFIX, TRIGGERS, type TriggerSpec } from './schema.ts';
 
 export interface CaptureReport {
   /** Tables whose triggers were created or replaced. */
@@ -123,6 +123,27 @@ function sameList(a: string[], b: string[]): boolean {
 }
 
 /**
+ * The event trigger that notifies DDL_CHANNEL after DDL (`serve --watch`): true when it is in
+ * place (created now, or already there), false when it is not and cannot be, because creating an
+ * event trigger needs a superuser (the gateway then polls the catalog instead). Run after
+ * installCapture, which creates the schema.
+ */
+export async function installDdlNotice(db: Sql): Promise<boolean> {
+  return db.begin(async (tx) => {
+    const run = (query: Parameters<typeof runSql>[1]) => runSql(tx as unknown as Sql, query);
+    await run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(INSTALL_LOCK))}::text::int4)`);
+    const [state] = await run(sql`
+      SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = ${sql.value(DDL_TRIGGER)}) AS present,
+             (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser`);
+    if (state?.['present'] === true) return true;
+    if (state?.['superuser'] !== true) return false;
+    await run(NOTIFY_DDL);
+    await run(CREATE_DDL_TRIGGER);
+    return true;
+  });
+}
+
+/**
  * Removes change capture: the triggers on the tables of `schema`, then the `rowgate` schema with
  * the change log and the functions (CASCADE also drops capture triggers left in other schemas).
  */
@@ -143,7 +164,8 @@ export async function removeCapture(db: Sql, schema: string): Promise<{ removed:
     }
     // Only capture's own objects: `rowgate policies` keeps its helpers in the same schema, and
     // dropping those would drop the policies that use them.
-    await run(sql`DROP FUNCTION IF EXISTS rowgate.capture_row(), rowgate.capture_statement(), rowgate.stamp(integer)`);
+    await run(sql`DROP EVENT TRIGGER IF EXISTS ${sql.identifier(DDL_TRIGGER)}`);
+    await run(sql`DROP FUNCTION IF EXISTS rowgate.capture_row(), rowgate.capture_statement(), rowgate.stamp(integer), rowgate.notify_ddl()`);
     await run(sql`DROP TABLE IF EXISTS rowgate.change_log`);
     const [left] = await run(sql`SELECT count(*)::int AS n FROM pg_depend d JOIN pg_namespace n ON d.refobjid = n.oid WHERE n.nspname = 'rowgate' AND d.refclassid = 'pg_namespace'::regclass`);
     if (Number(left?.['n'] ?? 0) === 0) await run(sql`DROP SCHEMA IF EXISTS rowgate`);

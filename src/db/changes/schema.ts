@@ -177,3 +177,41 @@ export function createTrigger(spec: TriggerSpec, schema: string, table: string, 
   const argList = sql.join(args.map((a) => sql.identifier(a)), ', ');
   return sql`CREATE TRIGGER ${sql.identifier(spec.name)} AFTER ${event} ON ${target}${referencing} FOR EACH ${each} EXECUTE FUNCTION rowgate.${sql.identifier(spec.fn)}(${argList})`;
 }
+
+/** The channel `serve --watch` listens on for DDL (rowgate.notify_ddl, fired by the event trigger). */
+export const DDL_CHANNEL = 'rowgate_ddl';
+export const DDL_TRIGGER = 'rowgate_ddl';
+
+/**
+ * The commands that can change what the catalog (db/catalog.ts) holds of a schema. Trigger DDL is
+ * left out: capture's own installs would wake every watching gateway for nothing.
+ */
+const DDL_TAGS = [
+  'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
+  'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW', 'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW', 'DROP MATERIALIZED VIEW',
+  'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'DROP FOREIGN TABLE',
+  'CREATE FUNCTION', 'ALTER FUNCTION', 'DROP FUNCTION',
+  'CREATE TYPE', 'ALTER TYPE', 'DROP TYPE', 'CREATE DOMAIN', 'ALTER DOMAIN', 'DROP DOMAIN',
+  'CREATE INDEX', 'ALTER INDEX', 'DROP INDEX', 'DROP SCHEMA',
+];
+
+/**
+ * Only a notification: an event trigger that fails would fail every DDL statement of the database.
+ * Commands that created or altered nothing outside the `rowgate` schema stay quiet (capture's own
+ * `CREATE TABLE IF NOT EXISTS rowgate.change_log`, run by every reload, would wake the gateway
+ * again); drops report no objects here, so every DROP notifies.
+ */
+export const NOTIFY_DDL = sql`CREATE OR REPLACE FUNCTION rowgate.notify_ddl() RETURNS event_trigger
+  LANGUAGE plpgsql AS $rowgate$
+BEGIN
+  IF starts_with(TG_TAG, 'DROP ') OR EXISTS (
+       SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() AS c
+        WHERE c.schema_name IS DISTINCT FROM ${sql.literal(CAPTURE_SCHEMA)}) THEN
+    PERFORM pg_catalog.pg_notify(${sql.literal(DDL_CHANNEL)}, '');
+  END IF;
+END
+$rowgate$`;
+
+export const CREATE_DDL_TRIGGER = sql`CREATE EVENT TRIGGER ${sql.identifier(DDL_TRIGGER)} ON ddl_command_end
+  WHEN TAG IN (${sql.join(DDL_TAGS.map((t) => sql.literal(t)), ', ')})
+  EXECUTE FUNCTION rowgate.notify_ddl()`;

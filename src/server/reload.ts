@@ -1,0 +1,213 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { capturedTables } from '../cli/capture.ts';
+import { ConfigError, loadConfig, type Config } from '../config/index.ts';
+import { DDL_CHANNEL, installCapture, installDdlNotice } from '../db/changes/index.ts';
+import { readCatalog, type Catalog, type Sql } from '../db/index.ts';
+import type { ChangeSource, LiveEngine } from '../live/index.ts';
+import { compileRules, RuleConfigError, verifyRules, type CompiledRules } from '../rules/index.ts';
+import { buildApi } from '../schema/index.ts';
+import type { Gateway, ReloadOutcome } from './http.ts';
+import type { Logger } from './log.ts';
+
+/**
+ * Reloading the config and the catalog while serving (SIGHUP, `serve --watch`; docs/configuration.md).
+ * A reload builds a whole new schema and live engine beside the running ones and swaps them in only
+ * when everything loaded, compiled and verified: until then, and after any failure, the old schema
+ * is served as if nothing happened. Sockets stay open; subscriptions on the old engine go on unless
+ * the reload changed a table or view they read (engine.ts `retire`).
+ */
+
+/** What a schema was built from, and the engine behind its subscriptions. */
+export interface Served {
+  config: Config;
+  catalog: Catalog;
+  rules: CompiledRules;
+  live: LiveEngine | null;
+}
+
+export interface ReloaderOptions {
+  configPath: string;
+  /** The queries' pool (catalog, rule checks, capture install). */
+  sql: Sql;
+  /** The live engine's pool. */
+  liveSql: Sql;
+  changes: ChangeSource;
+  gateway: Gateway;
+  logger: Logger;
+  served: Served;
+}
+
+export interface Reloader {
+  /** Reloads now (after any reload still running); resolves with the outcome, never rejects. */
+  reload(reason: string): Promise<ReloadOutcome>;
+  /** What is served now. */
+  served(): Served;
+  /** Closes every live engine, the current one and those of earlier schemas (at shutdown). */
+  close(): void;
+}
+
+/**
+ * Keys of the config a reload applies: what the schema is built from. The others (database, auth,
+ * limits, metrics, log, tracing, changeLog, graphql) are read once when the gateway starts; a reload
+ * that finds them changed says so in its log line and keeps the running values.
+ */
+const RELOADED_KEYS = new Set(['tables', 'functions', '$schema']);
+
+export function createReloader(options: ReloaderOptions): Reloader {
+  const { configPath, sql, gateway, logger } = options;
+  let served = options.served;
+  // Engines of earlier schemas that still run subscriptions: each later reload may end some of them.
+  let retired: LiveEngine[] = [];
+  let queue: Promise<unknown> = Promise.resolve();
+
+  async function attempt(reason: string): Promise<ReloadOutcome> {
+    try {
+      const loaded = await loadConfig(configPath);
+      const config: Config = { ...served.config, tables: loaded.tables, functions: loaded.functions };
+      const needRestart = (Object.keys(loaded) as (keyof Config)[]).filter((k) => !RELOADED_KEYS.has(k) && JSON.stringify(loaded[k]) !== JSON.stringify(served.config[k]));
+      const catalog = await readCatalog(sql, config.database.schema);
+      const rules = compileRules(config, catalog);
+      await verifyRules(sql, rules);
+      const changed = changedRelations(served, config, catalog);
+      if (changed.size === 0 && JSON.stringify(config.functions) === JSON.stringify(served.config.functions) && catalogKey(catalog) === catalogKey(served.catalog)) {
+        logger.info({ reason, outcome: 'unchanged', ...(needRestart.length ? { needRestart } : {}) }, 'reload: nothing changed');
+        return 'unchanged';
+      }
+      const built = buildApi({ config, catalog, rules, sql, liveSql: options.liveSql, changes: options.changes, ...(served.live ? { liveStats: served.live.stats } : {}) });
+      try {
+        // New tables (and those their rules read) are captured before anyone can subscribe to them.
+        await installCapture(sql, config.database.schema, capturedTables(rules, catalog, Object.keys(config.tables)).tables);
+      } catch (err) {
+        built.live?.close();
+        throw err;
+      }
+      gateway.swap(built.schema, built.live);
+      if (served.live) retired.push(served.live);
+      for (const engine of retired) engine.retire(changed);
+      retired = retired.filter((engine) => !engine.isClosed);
+      served = { config, catalog, rules, live: built.live };
+      logger.info({ reason, outcome: 'applied', changed: [...changed].sort(), ...(needRestart.length ? { needRestart } : {}) }, 'reload: serving the new schema');
+      return 'applied';
+    } catch (err) {
+      // The config's and the rules' own messages say where the fault is (table, rule, line, column).
+      const expected = err instanceof ConfigError || err instanceof RuleConfigError;
+      logger.error({ reason, outcome: 'failed', error: err instanceof Error ? err.message : String(err), ...(expected ? {} : { err }) }, 'reload failed: still serving the previous schema');
+      return 'failed';
+    }
+  }
+
+  return {
+    reload(reason) {
+      const run = queue.then(() => attempt(reason));
+      queue = run;
+      return run.then((outcome) => {
+        gateway.reloaded(outcome);
+        return outcome;
+      });
+    },
+    served: () => served,
+    close() {
+      for (const engine of retired) engine.close();
+      served.live?.close();
+    },
+  };
+}
+
+/**
+ * Tables and views whose config entry or catalog entry (columns and their types, keys, foreign
+ * keys, a view's reads) differ, or that appeared or went: a subscription reading one of them ends.
+ */
+function changedRelations(before: Served, config: Config, catalog: Catalog): Set<string> {
+  const names = new Set([...Object.keys(before.config.tables), ...Object.keys(config.tables), ...before.catalog.tables.keys(), ...catalog.tables.keys()]);
+  const changed = new Set<string>();
+  for (const name of names) {
+    const same = JSON.stringify(before.config.tables[name]) === JSON.stringify(config.tables[name]) && JSON.stringify(before.catalog.tables.get(name)) === JSON.stringify(catalog.tables.get(name));
+    if (!same) changed.add(name);
+  }
+  return changed;
+}
+
+/** The whole catalog as text, to tell whether anything in it changed (maps as their entries). */
+function catalogKey(catalog: Catalog): string {
+  return JSON.stringify(catalog, (_key, value: unknown) => (value instanceof Map ? [...value.entries()] : value));
+}
+
+/** How long a burst of events (an editor's save, a migration's statements) is waited out before one reload. */
+const DEBOUNCE_MS = 250;
+/** Without the DDL event trigger (not a superuser), the catalog is compared this often. */
+export const CATALOG_POLL_MS = 5_000;
+
+export interface WatchOptions {
+  configPath: string;
+  sql: Sql;
+  reloader: Reloader;
+  logger: Logger;
+  pollMs?: number;
+}
+
+/**
+ * `serve --watch`: reloads when the config file changes and after DDL. The file's folder is
+ * watched, not the file: editors that save by writing a new file and renaming it over the old one
+ * would leave a watch on the old file with nothing to report. DDL is announced by an event trigger
+ * (installDdlNotice) on DDL_CHANNEL; when it cannot be installed, the catalog is polled.
+ * Returns the function that stops watching.
+ */
+export async function watchForReloads(options: WatchOptions): Promise<() => Promise<void>> {
+  const { reloader, logger, sql } = options;
+  const path = resolve(options.configPath);
+  const file = basename(path);
+  let timer: NodeJS.Timeout | null = null;
+  const reasons = new Set<string>();
+  const schedule = (reason: string) => {
+    reasons.add(reason);
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      const why = [...reasons].join(', ');
+      reasons.clear();
+      void reloader.reload(why);
+    }, DEBOUNCE_MS);
+  };
+
+  const watcher: FSWatcher = watch(dirname(path), (_event, name) => {
+    // Some platforms do not name the file; then any change in the folder may be it.
+    if (name === null || name === file) schedule('config file');
+  });
+  watcher.on('error', (err) => logger.error({ err }, 'watching the config file failed; SIGHUP still reloads'));
+
+  let stopDdl: () => Promise<void>;
+  if (await installDdlNotice(sql)) {
+    let listened = false;
+    const listening = await sql.listen(
+      DDL_CHANNEL,
+      () => schedule('ddl'),
+      () => {
+        // A reconnect after the first LISTEN: notifications sent while it was down are lost.
+        if (listened) schedule('ddl listener reconnected');
+        listened = true;
+      },
+    );
+    stopDdl = () => listening.unlisten();
+    logger.info({ config: path, ddl: 'event trigger' }, 'watching the config file and the catalog');
+  } else {
+    const pollMs = options.pollMs ?? CATALOG_POLL_MS;
+    const poll = setInterval(() => {
+      const { catalog } = reloader.served();
+      readCatalog(sql, catalog.schema).then(
+        (now) => {
+          if (catalogKey(now) !== catalogKey(reloader.served().catalog)) schedule('catalog poll');
+        },
+        (err: unknown) => logger.warn({ err }, 'reading the catalog failed; will try again'),
+      );
+    }, pollMs);
+    stopDdl = async () => clearInterval(poll);
+    logger.warn({ config: path, ddl: 'polling', pollMs }, 'watching the config file; the DDL event trigger needs a superuser, so the catalog is compared every pollMs');
+  }
+
+  return async () => {
+    watcher.close();
+    if (timer) clearTimeout(timer);
+    await stopDdl();
+  };
+}
