@@ -11,6 +11,12 @@ export interface EmbeddedServer {
 /** The default data directory of the embedded server: the demo's (`npm start`). */
 export const EMBEDDED_DATA_DIR = join('.rowgate', 'pgdata');
 const PASSWORD = 'rowgate';
+/** Server settings the embedded PostgreSQL starts with, whatever its data directory's config says. */
+export const EMBEDDED_SETTINGS: [name: string, value: string][] = [
+  ['wal_level', 'logical'],
+  ['max_replication_slots', '10'],
+  ['max_wal_senders', '10'],
+];
 
 function embeddedUrl(port: number): string {
   return `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
@@ -71,6 +77,9 @@ export async function startEmbedded(options: { dataDir?: string; persistent?: bo
     persistent: options.persistent ?? true,
     // Root cannot run postgres; the package then creates and uses an unprivileged user.
     createPostgresUser: true,
+    // Logical decoding needs wal_level = logical (PostgreSQL's default is replica), which only
+    // takes effect at server start; slots and WAL senders for several readers at once.
+    postgresFlags: EMBEDDED_SETTINGS.flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     // Kept to say why the server did not start: the package rejects with no reason of its own.
     onLog: (message) => log.push(message),
     onError: () => {},
