@@ -14,6 +14,7 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { loadConfig, type Config } from '../src/config/index.ts';
+import { comparePositions } from '../src/live/index.ts';
 import { signToken } from '../src/server/token.ts';
 import { LIVES, STREAMS, type ClientSpec, type ClientStats, type FinalReport, type PhaseOptions, type Segment, type StreamKind, type ToClient } from './soak-shared.ts';
 
@@ -153,7 +154,8 @@ function subscribeStream(state: State, conn: Conn, kind: StreamKind, after: stri
   const segment: Segment = { client: state.spec.id, sender: state.spec.sender, kind, after, persistent, open: true, events: [], disorder: 0 };
   segments.push(segment);
   const { query, field } = STREAMS[kind];
-  let last = BigInt(after);
+  // Positions of moves are `p:n` (docs/delivery.md): compared as the gateway orders them.
+  let last = after;
   const stop = conn.client.subscribe(
     { query, variables: { after } },
     {
@@ -166,9 +168,8 @@ function subscribeStream(state: State, conn: Conn, kind: StreamKind, after: stri
         if (!ev) return error('empty', `${kind}: ${JSON.stringify(value)}`);
         // Self-test of the checker (BENCH_SOAK_DROP=0.01): forget a share of the events, as a lossy gateway would.
         if (DROP > 0 && Math.random() < DROP) return;
-        const pos = BigInt(ev.position);
-        if (pos <= last) segment.disorder++;
-        last = pos;
+        if (comparePositions(ev.position, last) <= 0) segment.disorder++;
+        last = ev.position;
         segment.events.push([ev.position, ev.op[0]!, Number(ev.row?.id ?? ev.old?.id ?? -1)]);
         if (persistent) state.lastPos = ev.position;
       },

@@ -129,6 +129,10 @@ interface WriterState {
   errors: number;
   errorSamples: string[];
   seq: number;
+  /** Runs a commit of a table only rules read (membership, admin) while the reference records the moves it causes. */
+  moves: (changed: 'membership' | 'admin', sender: string, commit: () => Promise<void>) => Promise<void>;
+  /** Bench senders with a subscription (whose views such commits move rows in and out of). */
+  watched: string[];
 }
 
 const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)]!;
@@ -155,6 +159,32 @@ async function writeOne(sql: Sql, url: string, config: Config, w: WriterState): 
     return body.data ?? null;
   };
   const affected = (data: Record<string, unknown> | null, field: string) => (data?.[field] as { affected_rows?: number } | undefined)?.affected_rows;
+  const m = Math.random();
+  if (m < 0.04) {
+    // SQL: grant or revoke a read membership (the group's documents enter or leave the member's view).
+    // Memberships with 'w' stay: the writer inserts documents through them.
+    w.sqlWrites++;
+    const s = pick(w.watched);
+    const grp = randInt(1, 200);
+    if (w.inserters.some((i) => i.sender === s && i.grp === grp)) return;
+    await w.moves('membership', s, async () => {
+      const gone = await sql.unsafe('DELETE FROM membership WHERE member = $1 AND grp_id = $2 RETURNING 1', [s, grp]);
+      if (!gone.length) await sql.unsafe("INSERT INTO membership (grp_id, member, perms) VALUES ($1, $2, 'r')", [grp, s]);
+    });
+    w.commits++;
+    return;
+  }
+  if (m < 0.045) {
+    // SQL: make a watched sender an admin, or no longer one (every account and player enters or leaves its view).
+    w.sqlWrites++;
+    const s = pick(w.watched);
+    await w.moves('admin', s, async () => {
+      const gone = await sql.unsafe('DELETE FROM admin WHERE identity = $1 RETURNING 1', [s]);
+      if (!gone.length) await sql.unsafe('INSERT INTO admin (identity) VALUES ($1)', [s]);
+    });
+    w.commits++;
+    return;
+  }
   const r = Math.random();
   if (r < 0.18) {
     // SQL: an account's name (a bench sender's, or anyone's: only admins see those).
@@ -280,27 +310,74 @@ function expectedOp(op: string, n: boolean, o: boolean): string | null {
   return o ? 'D' : null;
 }
 
+/**
+ * Positions as numbers that keep their order: `p` is p·10⁶, a move `p:n` p·10⁶ + n; `through(p)`
+ * is the last key at p (after its moves).
+ */
+const SUB = 1_000_000;
+const posKey = (position: string) => {
+  const [p, n] = position.split(':');
+  return Number(p) * SUB + (n === undefined ? 0 : Number(n));
+};
+const through = (p: number) => p * SUB + SUB - 1;
+const posText = (key: number) => `${Math.floor(key / SUB)}${key % SUB ? `:${key % SUB}` : ''}`;
+
 class Reference {
-  /** kind|sender → events in position order: [position, 'op:id']. */
+  /** kind|sender → events in position order: [position key, 'op:id']. */
   readonly events = new Map<string, [number, string][]>();
+  /** The last position judged (a plain position; its moves are included). */
   upTo = 0;
+  /** Extending and recording a move run one at a time (a commit judged with the state after a later one would be wrong). */
+  private queue: Promise<unknown> = Promise.resolve();
   constructor(
     private readonly loaded: Loaded,
     private readonly senders: string[],
   ) {}
 
-  async extend(to: number): Promise<void> {
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private push(kind: StreamKind, sender: string, key: number, event: string): void {
+    const k = `${kind}|${sender}`;
+    let list = this.events.get(k);
+    if (!list) this.events.set(k, (list = []));
+    list.push([key, event]);
+  }
+
+  /** Visibility AND the stream's `where` of `kind` on `row`, for every sender of `params`. */
+  private matches(kind: StreamKind, row: symbol, params: BatchParams): SQL {
+    const where = STREAM_WHERE[kind];
+    return and([this.loaded.rules.visibility(STREAMS[kind].table, row, params), where ? where(row) : pg.true]);
+  }
+
+  private relation(params: BatchParams, senders = this.senders): SQL {
+    return params.relation(senders.map((s) => ({ id: s, identity: { sender: s, claims: { sub: s } } })));
+  }
+
+  /**
+   * Judges every stamped change up to `to` with the tables as they are now. That is the state at
+   * their positions because the writer is the only one and extends the reference to the present
+   * before each commit of a table only rules read (`moves`), so no such commit lies between a
+   * change and its judgement.
+   */
+  extend(to: number): Promise<void> {
+    return this.exclusive(() => this.judge(to));
+  }
+
+  private async judge(to: number): Promise<void> {
     if (to <= this.upTo) return;
-    const { rules, db, config } = this.loaded;
+    const { db, config } = this.loaded;
     for (const kind of Object.keys(STREAMS) as StreamKind[]) {
       const table = STREAMS[kind].table;
       const params = new BatchParams();
       const N = Symbol('n_image');
       const O = Symbol('o_image');
-      const where = STREAM_WHERE[kind];
-      const nOk = and([rules.visibility(table, N, params), where ? where(N) : pg.true]);
-      const oOk = and([rules.visibility(table, O, params), where ? where(O) : pg.true]);
-      const relation = params.relation(this.senders.map((s) => ({ id: s, identity: { sender: s, claims: { sub: s } } })));
+      const nOk = this.matches(kind, N, params);
+      const oOk = this.matches(kind, O, params);
+      const relation = this.relation(params);
       const t = pg.identifier(config.database.schema, table);
       const image = (column: string, alias: symbol, ok: SQL) =>
         pg`CASE WHEN l.${pg.identifier(column)} IS NULL THEN false ELSE coalesce((SELECT ${ok} FROM jsonb_populate_record(NULL::${t}, l.${pg.identifier(column)}) AS ${pg.identifier(alias)}), false) END`;
@@ -314,17 +391,58 @@ class Reference {
       const rows = await db.sql.unsafe<{ sender: string; pos: string; op: string; n: boolean; o: boolean; id: string }[]>(text, values as never[]);
       for (const row of rows) {
         const op = expectedOp(row.op, row.n, row.o);
-        if (!op) continue;
-        const key = `${kind}|${row.sender}`;
-        let list = this.events.get(key);
-        if (!list) this.events.set(key, (list = []));
-        list.push([Number(row.pos), `${op}:${row.id}`]);
+        if (op) this.push(kind, row.sender, posKey(row.pos), `${op}:${row.id}`);
       }
     }
     this.upTo = to;
   }
 
-  /** Events of (kind, sender) in (after, upper]. */
+  /** Per sender of `senders`, the ids of `kind`'s rows it may see now (and its `where` admits). */
+  private async visible(kind: StreamKind, senders: string[]): Promise<Map<string, Set<number>>> {
+    const params = new BatchParams();
+    const X = Symbol('x');
+    const ok = this.matches(kind, X, params);
+    const t = pg.identifier(this.loaded.config.database.schema, STREAMS[kind].table);
+    const { text, values } = compileSql(pg`SELECT ${params.sid} AS sender, ${pg.identifier(X, 'id')} AS id FROM ${this.relation(params, senders)} CROSS JOIN ${t} AS ${pg.identifier(X)} WHERE ${ok}`);
+    const out = new Map<string, Set<number>>();
+    for (const row of await this.loaded.db.sql.unsafe<{ sender: string; id: number }[]>(text, values as never[])) {
+      let set = out.get(row.sender);
+      if (!set) out.set(row.sender, (set = new Set()));
+      set.add(row.id);
+    }
+    return out;
+  }
+
+  /**
+   * Runs `commit` (one row of `changed`, a table no stream is of) and records the moves it causes,
+   * as docs/delivery.md promises them: at the commit's position p, per subscriber, a DELETE for
+   * each row that left its view and an INSERT for each that entered it, at p:1, p:2, … in the
+   * order of their keys as text (`[12]` before `[3]`). Found by comparing the visible rows just
+   * before and just after the commit (nothing else writes meanwhile) of `sender`, the member or
+   * admin the commit is about: under the demo's rules no one else's view depends on that row (were
+   * that wrong, the gateway's moves for others would count as extra).
+   */
+  moves(changed: string, sender: string, commit: () => Promise<void>, settled: () => Promise<number>): Promise<void> {
+    return this.exclusive(async () => {
+      await this.judge(await settled());
+      const kinds = (Object.keys(STREAMS) as StreamKind[]).filter((k) => this.loaded.rules.readsTables(STREAMS[k].table).has(changed));
+      const before = await Promise.all(kinds.map((k) => this.visible(k, [sender])));
+      await commit();
+      const at = await settled();
+      const after = await Promise.all(kinds.map((k) => this.visible(k, [sender])));
+      kinds.forEach((kind, i) => {
+        const was = before[i]!.get(sender) ?? new Set<number>();
+        const is = after[i]!.get(sender) ?? new Set<number>();
+        const moved = [...[...was].filter((id) => !is.has(id)).map((id) => [id, 'D'] as const), ...[...is].filter((id) => !was.has(id)).map((id) => [id, 'I'] as const)];
+        moved.sort((x, y) => (`[${x[0]}]` < `[${y[0]}]` ? -1 : 1));
+        moved.forEach(([id, op], n) => this.push(kind, sender, at * SUB + n + 1, `${op}:${id}`));
+      });
+      // The commit's own change is of no stream's table: nothing else to judge up to it.
+      this.upTo = at;
+    });
+  }
+
+  /** Events of (kind, sender) with keys in (after, upper]. */
   range(kind: StreamKind, sender: string, after: number, upper: number): [number, string][] {
     const list = this.events.get(`${kind}|${sender}`) ?? [];
     let lo = 0;
@@ -363,34 +481,34 @@ function check(ref: Reference, segments: Segment[], final: boolean, top: number)
   const sample = (s: string) => c.samples.length < 10 && c.samples.push(s);
   for (const seg of segments) {
     c.duplicates += seg.disorder;
-    const after = Number(seg.after);
-    const events = seg.events.filter((e) => Number(e[0]) <= ref.upTo);
+    const after = posKey(seg.after);
+    const events = seg.events.filter((e) => posKey(e[0]) <= through(ref.upTo));
     c.events += events.length;
-    const upper = final && seg.persistent && seg.open ? top : Math.max(after, ...events.map((e) => Number(e[0])));
+    const upper = final && seg.persistent && seg.open ? through(top) : Math.max(after, ...events.map((e) => posKey(e[0])));
     const want = ref.range(seg.kind, seg.sender, after, upper);
     const got = new Map<number, string>();
     for (const [pos, op, id] of events) {
-      const p = Number(pos);
+      const p = posKey(pos);
       if (got.has(p)) {
         c.duplicates++;
-        sample(`client ${seg.client} ${seg.kind} ${seg.sender}: position ${p} twice`);
+        sample(`client ${seg.client} ${seg.kind} ${seg.sender}: position ${posText(p)} twice`);
       }
       got.set(p, `${op}:${id}`);
     }
     const wanted = new Map(want);
-    const lastGot = Math.max(after, ...events.map((e) => Number(e[0])));
+    const lastGot = Math.max(after, ...events.map((e) => posKey(e[0])));
     for (const [p, e] of want) {
       if (!got.has(p)) {
         c.lost++;
         if (p > lastGot) c.tail++;
-        sample(`client ${seg.client} ${seg.kind} ${seg.sender} after ${after}: missing ${p} ${e}${seg.persistent ? ' (persistent)' : ''}`);
+        sample(`client ${seg.client} ${seg.kind} ${seg.sender} after ${posText(after)}: missing ${posText(p)} ${e}${seg.persistent ? ' (persistent)' : ''}`);
       }
     }
     for (const [p, e] of got) {
       const w = wanted.get(p);
       if (w !== e) {
         c.extra++;
-        sample(`client ${seg.client} ${seg.kind} ${seg.sender} after ${after}: received ${p} ${e}, reference ${w ?? 'nothing'}`);
+        sample(`client ${seg.client} ${seg.kind} ${seg.sender} after ${posText(after)}: received ${posText(p)} ${e}, reference ${w ?? 'nothing'}`);
       }
     }
   }
@@ -483,13 +601,34 @@ async function main(): Promise<void> {
     // Writer state.
     const memberships = await sql.unsafe<{ member: string; grp_id: number }[]>("SELECT member, grp_id FROM membership WHERE perms LIKE '%w%' AND member = ANY($1::text[])", [Array.from({ length: SENDERS }, (_, i) => `u${i + 1}`)]);
     const authored = await sql.unsafe<{ author: string; id: number }[]>('SELECT author, id FROM document WHERE author = ANY($1::text[]) ORDER BY id', [Array.from({ length: SENDERS }, (_, i) => `u${i + 1}`)]);
-    const writer: WriterState = { deletedPlayers: new Set(), docs: new Map(), inserters: memberships.map((m) => ({ sender: m.member, grp: m.grp_id })), tokens: new Map(), commits: 0, mutations: 0, sqlWrites: 0, errors: 0, errorSamples: [], seq: 0 };
-    for (const d of authored) writer.docs.set(d.author, [...(writer.docs.get(d.author) ?? []), d.id]);
-
     const topPosition = async () => {
       const [row] = await sql.unsafe<{ top: string; held: boolean }[]>('SELECT COALESCE(max(pos), 0)::text AS top, EXISTS (SELECT 1 FROM rowgate.change_log WHERE pos IS NULL) AS held FROM rowgate.change_log');
       return { top: Number(row!.top), held: row!.held };
     };
+    /** The last position once every committed change is stamped (the gateway's feed stamps them). */
+    const stampedTop = async () => {
+      for (;;) {
+        const { top, held } = await topPosition();
+        if (!held) return top;
+        await sleep(20);
+      }
+    };
+    const writer: WriterState = {
+      deletedPlayers: new Set(),
+      docs: new Map(),
+      inserters: memberships.map((m) => ({ sender: m.member, grp: m.grp_id })),
+      tokens: new Map(),
+      commits: 0,
+      mutations: 0,
+      sqlWrites: 0,
+      errors: 0,
+      errorSamples: [],
+      seq: 0,
+      moves: (changed, sender, commit) => ref.moves(changed, sender, commit, stampedTop),
+      watched: senders,
+    };
+    for (const d of authored) writer.docs.set(d.author, [...(writer.docs.get(d.author) ?? []), d.id]);
+
     /** Until the writer's changes are stamped and the live engine ran no statement for 2 s (≤ capMs). */
     const settle = async (capMs: number) => {
       const deadline = Date.now() + capMs;

@@ -98,6 +98,22 @@ describe('changes judged as of their position', () => {
     await carol.close();
   });
 
+  it('updates of columns no rule reads, around one that moves a member, leave the judgement as of each position intact', async () => {
+    const start = await head();
+    await db.sql`INSERT INTO membership (grp, identity) VALUES (5, 'frank')`;
+    await db.sql`INSERT INTO doc VALUES (501, 5, 'frank sees it')`;
+    // `since` is read by no rule: these updates are left out of the rebuilt membership, the move is not.
+    await db.sql`UPDATE membership SET since = since + interval '1 day' WHERE identity = 'frank'`;
+    await db.sql`UPDATE membership SET grp = 6 WHERE identity = 'frank'`;
+    await db.sql`UPDATE membership SET since = since + interval '1 day' WHERE identity = 'frank'`;
+    await db.sql`INSERT INTO doc VALUES (502, 5, 'hidden from frank')`;
+    await db.sql`INSERT INTO doc VALUES (503, 6, 'sentinel')`;
+    await head();
+    const frank = await h.open('frank', DOC, { after: start });
+    expect(await events(frank, 'doc_changes', sentinel)).toEqual(['INSERT frank sees it', 'DELETE frank sees it', 'INSERT sentinel']);
+    await frank.close();
+  });
+
   it('a table without a primary key is rebuilt as it was too, and joining it moves rows in', async () => {
     const start = await head();
     await db.sql`INSERT INTO doc VALUES (301, 9, 'audit a')`;

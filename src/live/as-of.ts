@@ -22,6 +22,8 @@ import { readsItself } from './tables.ts';
  * log holds changes of tables, not of views (docs/delivery.md).
  */
 export interface AsOfSpec {
+  /** The changed table (the shape's). */
+  table: string;
   /** Tables (not the changed table, unless its rules read it again) whose state decides visibility. */
   tables: { name: string; table: Table }[];
   /** Whether the changed table itself is among them (then every change is judged on its own). */
@@ -40,7 +42,7 @@ export function asOfSpec(api: ApiModel, table: string): AsOfSpec {
     const t = api.relation(name);
     if (t && t.kind === 'table') tables.push({ name, table: t });
   }
-  return { tables, selfRead, columns: api.rules.readsColumns(table) };
+  return { table, tables, selfRead, columns: api.rules.readsColumns(table) };
 }
 
 const cte = (side: Side, i: number, part = '') => sql.identifier(`__rowgate_asof_${side}_${i}${part}`);
@@ -61,7 +63,14 @@ export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
 export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string): SQL[] {
   const out: SQL[] = [];
   for (const [side, at] of [['new', newAt], ['old', oldAt]] as const) {
-    spec.tables.forEach(({ name, table }, i) => out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at)));
+    spec.tables.forEach(({ name, table }, i) =>
+      // Another table is read only for its rules' columns: an update leaving them as they were
+      // cannot change what the rules see, so it need not be undone (this keeps the rebuild
+      // small when a stream is behind a busy table's renames). The changed table's own images
+      // are sent to subscribers: every change of it counts; so does every change of a table
+      // without a key, rebuilt as a multiset of whole images that must cancel exactly.
+      out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at, name === spec.table || !table.primaryKey.length ? undefined : (spec.columns.get(name) ?? new Set()))),
+    );
   }
   return out;
 }
@@ -77,11 +86,14 @@ export function asOfSelf(schema: string, spec: AsOfSpec, name: string, table: Ta
   return { relation: self, ctes: rebuilt(schema, name, table, self, sql.identifier(`__rowgate_asof_self_${side}_log`), sql.identifier(`__rowgate_asof_self_${side}_keys`), at) };
 }
 
-function rebuilt(schema: string, name: string, table: Table, self: SQL, log: SQL, keys: SQL, at: string): SQL[] {
+/** `relevant`: the only columns whose change matters (undefined: every change matters). */
+function rebuilt(schema: string, name: string, table: Table, self: SQL, log: SQL, keys: SQL, at: string, relevant?: Set<string>): SQL[] {
   const t = sql.identifier(schema, name);
+  const changedColumns = [...(relevant ?? [])].sort().map((c) => sql`l.old -> ${sql.literal(c)} IS DISTINCT FROM l.new -> ${sql.literal(c)}`);
+  const matters = relevant ? sql` AND (l.op <> 'UPDATE'${changedColumns.length ? sql` OR ${sql.join(changedColumns, ' OR ')}` : sql.blank})` : sql.blank;
   const later = sql`${log} AS MATERIALIZED (
       SELECT l.id AS rowgate_seq, l.pos AS rowgate_pos, l.old, l.new FROM rowgate.change_log AS l
-       WHERE l.tbl = ${sql.literal(name)} AND (l.pos > ${sql.value(at)}::text::bigint OR l.pos IS NULL))`;
+       WHERE l.tbl = ${sql.literal(name)} AND (l.pos > ${sql.value(at)}::text::bigint OR l.pos IS NULL)${matters})`;
   if (table.primaryKey.length === 0) {
     // A multiset of images: now + olds − news. Images are re-serialized in this session (through the
     // row type) so that text forms depending on settings (timestamptz and TimeZone) compare equal.
