@@ -259,6 +259,23 @@ describe.concurrent('rowgate check', () => {
     expect(fixed.stderr).not.toContain('warning');
   });
 
+  it('a preset taking a claim is checked like a rule parameter: an error outside "claims", a warning without it', async () => {
+    const tables = { ...GOOD_TABLES, account: { ...GOOD_TABLES.account, insert: { ...GOOD_TABLES.account.insert, set: { identity: ':sender', name: ':nick' } } } };
+    await checkFails(writeConfig('preset-declared.json', tables, { claims: ['level'] }), [
+      '1 problem in the rules:',
+      '',
+      'tables.account.insert.set.name: :nick is not a claim the config declares',
+      '  Declared in "claims": :level (and :sender, the caller). Fix the name, or add "nick" to "claims" if tokens carry it.',
+    ]);
+    const warned = await rowgate('check', '--config', writeConfig('preset-undeclared.json', tables));
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toContain(`rowgate: warning: tables.account.insert.set.name: :nick is read from the caller's token, and the config declares no "claims"`);
+    expect(warned.stdout).toContain("claims read from the caller's token (null when a token lacks one): :level, :nick\n");
+    const fixed = await rowgate('check', '--config', writeConfig('preset-ok.json', tables, { claims: ['level', 'nick'] }));
+    expect(fixed.code).toBe(0);
+    expect(fixed.stderr).not.toContain('warning');
+  });
+
   it('exits 1 when a listed table is missing from the database', async () => {
     const config = writeConfig('missing.json', { account: { select: 'public' }, ghost: { select: 'public' } });
     const run = await rowgate('check', '--config', config);

@@ -47,12 +47,11 @@ export async function loadAll(
  */
 export function undeclaredClaimWarnings(config: Config, rules: CompiledRules): string[] {
   if (config.claims) return [];
-  return rules.claimUses().map(({ name, site, position }) =>
-    `rowgate: warning: ${formatProblem({
-      site,
-      position,
-      message: `:${name} is read from the caller's token, and the config declares no "claims"`,
-      hint: `A token without "${name}" makes it null, which matches nothing. If tokens carry it, list it: "claims": ["${name}"] (a parameter not listed is then an error); else fix the name (:sender is the caller).`,
-    })}`,
-  );
+  const hint = (name: string, effect: string) =>
+    `A token without "${name}" makes it null, which ${effect}. If tokens carry it, list it: "claims": ["${name}"] (a parameter not listed is then an error); else fix the name (:sender is the caller).`;
+  const message = (name: string) => `:${name} is read from the caller's token, and the config declares no "claims"`;
+  return [
+    ...rules.claimUses().map(({ name, site, position }) => `rowgate: warning: ${formatProblem({ site, position, message: message(name), hint: hint(name, 'matches nothing') })}`),
+    ...rules.presetClaims().map(({ name, where }) => `rowgate: warning: ${where}: ${message(name)}\n  ${hint(name, 'the preset writes')}`),
+  ];
 }

@@ -145,13 +145,26 @@ export class CompiledRules {
 
   /** Every parameter other than `:sender` any rule uses: claims the caller's token must carry. */
   claimsRead(): string[] {
-    return [...new Set(this.claimUses().map((u) => u.name))].sort();
+    return [...new Set([...this.claimUses(), ...this.presetClaims()].map((u) => u.name))].sort();
   }
 
   /** Each rule's use of a parameter other than `:sender` (first place per rule and name), in config order. */
   claimUses(): { name: string; site: RuleSite; position: number }[] {
     return [...this.policies.values()].flatMap((p) => claimUsesOf(policyRules(p)));
   }
+
+  /** Each insert or update preset taking a claim other than `:sender` (`"set": {"org": ":org"}`). */
+  presetClaims(): { name: string; where: string }[] {
+    return [...this.policies.values()].flatMap((p) => presetClaimsOf(p));
+  }
+}
+
+function presetClaimsOf(p: TablePolicy): { name: string; where: string }[] {
+  return (['insert', 'update'] as const).flatMap((kind) =>
+    Object.entries(p[kind]?.set ?? {})
+      .filter(([, v]) => v.startsWith(':') && v !== ':sender')
+      .map(([column, v]) => ({ name: v.slice(1), where: `tables.${p.table}.${kind}.set.${column}` })),
+  );
 }
 
 /** Every compiled rule of a table: select, insert check, update filter and check, delete. */
@@ -306,17 +319,19 @@ export function analyzeRules(config: RulesConfig, catalog: Catalog): RuleAnalysi
     problems.push(tableProblem(`rules form a cycle: ${path}`, `Each table's rules are applied to the tables it reads, so this never ends (${via}). Let one of these rules test the caller directly instead of through the other table.`));
   }
 
+  // A preset takes its value from the token as a rule parameter does: a misspelt one writes null.
+  if (declared) for (const p of policies.values()) for (const use of presetClaimsOf(p).filter((u) => !declared.has(u.name))) problems.push(tableProblem(`${use.where}: :${use.name} is not a claim the config declares`, undeclaredHint(use.name, declared)));
+
   return { rules: new CompiledRules(config.database.schema, policies), problems, cyclic };
 }
 
 function undeclaredClaim(use: { name: string; site: RuleSite; position: number }, declared: Set<string>): RuleProblem {
+  return { site: use.site, position: use.position, message: `:${use.name} is not a claim the config declares`, hint: undeclaredHint(use.name, declared) };
+}
+
+function undeclaredHint(name: string, declared: Set<string>): string {
   const known = [...declared].sort().map((c) => `:${c}`).join(', ') || 'none';
-  return {
-    site: use.site,
-    position: use.position,
-    message: `:${use.name} is not a claim the config declares`,
-    hint: `Declared in "claims": ${known} (and :sender, the caller). Fix the name, or add "${use.name}" to "claims" if tokens carry it.`,
-  };
+  return `Declared in "claims": ${known} (and :sender, the caller). Fix the name, or add "${name}" to "claims" if tokens carry it.`;
 }
 
 function isRuled(policies: Map<string, TablePolicy>, table: string): boolean {
