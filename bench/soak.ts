@@ -353,7 +353,7 @@ class Reference {
     return and([this.loaded.rules.visibility(STREAMS[kind].table, row, params), where ? where(row) : pg.true]);
   }
 
-  private relation(params: BatchParams, senders = this.senders): SQL {
+  private relation(params: BatchParams, senders: string[] = this.senders): SQL {
     return params.relation(senders.map((s) => ({ id: s, identity: { sender: s, claims: { sub: s } } })));
   }
 
@@ -397,20 +397,15 @@ class Reference {
     this.upTo = to;
   }
 
-  /** Per sender of `senders`, the ids of `kind`'s rows it may see now (and its `where` admits). */
-  private async visible(kind: StreamKind, senders: string[]): Promise<Map<string, Set<number>>> {
+  /** The ids of `kind`'s rows `sender` may see now (and its `where` admits). */
+  private async visible(kind: StreamKind, sender: string): Promise<Set<number>> {
     const params = new BatchParams();
     const X = Symbol('x');
     const ok = this.matches(kind, X, params);
     const t = pg.identifier(this.loaded.config.database.schema, STREAMS[kind].table);
-    const { text, values } = compileSql(pg`SELECT ${params.sid} AS sender, ${pg.identifier(X, 'id')} AS id FROM ${this.relation(params, senders)} CROSS JOIN ${t} AS ${pg.identifier(X)} WHERE ${ok}`);
-    const out = new Map<string, Set<number>>();
-    for (const row of await this.loaded.db.sql.unsafe<{ sender: string; id: number }[]>(text, values as never[])) {
-      let set = out.get(row.sender);
-      if (!set) out.set(row.sender, (set = new Set()));
-      set.add(row.id);
-    }
-    return out;
+    const { text, values } = compileSql(pg`SELECT ${pg.identifier(X, 'id')} AS id FROM ${this.relation(params, [sender])} CROSS JOIN ${t} AS ${pg.identifier(X)} WHERE ${ok}`);
+    const rows = await this.loaded.db.sql.unsafe<{ id: number }[]>(text, values as never[]);
+    return new Set(rows.map((r) => r.id));
   }
 
   /**
@@ -426,13 +421,13 @@ class Reference {
     return this.exclusive(async () => {
       await this.judge(await settled());
       const kinds = (Object.keys(STREAMS) as StreamKind[]).filter((k) => this.loaded.rules.readsTables(STREAMS[k].table).has(changed));
-      const before = await Promise.all(kinds.map((k) => this.visible(k, [sender])));
+      const before = await Promise.all(kinds.map((k) => this.visible(k, sender)));
       await commit();
       const at = await settled();
-      const after = await Promise.all(kinds.map((k) => this.visible(k, [sender])));
+      const after = await Promise.all(kinds.map((k) => this.visible(k, sender)));
       kinds.forEach((kind, i) => {
-        const was = before[i]!.get(sender) ?? new Set<number>();
-        const is = after[i]!.get(sender) ?? new Set<number>();
+        const was = before[i]!;
+        const is = after[i]!;
         const moved = [...[...was].filter((id) => !is.has(id)).map((id) => [id, 'D'] as const), ...[...is].filter((id) => !was.has(id)).map((id) => [id, 'I'] as const)];
         moved.sort((x, y) => (`[${x[0]}]` < `[${y[0]}]` ? -1 : 1));
         moved.forEach(([id, op], n) => this.push(kind, sender, at * SUB + n + 1, `${op}:${id}`));

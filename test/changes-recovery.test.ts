@@ -1,11 +1,11 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, freePort, startEmbedded, type Sql } from '../src/db/index.ts';
 import { installCapture, readAfter, startChangeFeed, type Change, type ChangeFeed } from '../src/db/changes/index.ts';
 import { collect, status, type Collector } from './support/changes.ts';
 import { useTestDatabase } from './support/db.ts';
+import { serverDir } from './support/server-dir.ts';
 
 // What a feed does when things go wrong: a lost NOTIFY, a dropped connection, a restarted
 // server, a client resuming from a position, and retention.
@@ -169,8 +169,7 @@ describe('retention', () => {
 describe('a server restart', () => {
   let dir: string;
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'rowgate-restart-'));
-    chmodSync(dir, 0o755);
+    dir = serverDir('rowgate-restart-');
   });
   afterAll(() => {
     rmSync(dir, { recursive: true, force: true });

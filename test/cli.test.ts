@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildClientSchema, getIntrospectionQuery, printSchema, type IntrospectionQuery } from 'graphql';
@@ -9,6 +9,7 @@ import { parseConfig } from '../src/config/index.ts';
 import { noAuthenticationWarning } from '../src/server/auth.ts';
 import { useTestDatabase } from './support/db.ts';
 import { startGateway } from './support/gateway.ts';
+import { serverDir } from './support/server-dir.ts';
 
 // The real CLI (docs/configuration.md): `node bin/rowgate.mjs …` in a directory holding rowgate.config.json.
 const db = useTestDatabase();
@@ -394,9 +395,7 @@ describe('rowgate schema', () => {
 
 describe('beside the demo (npm start)', () => {
   it('schema and check use the embedded database the demo runs, and say so; the demo prints its DATABASE_URL', async () => {
-    const demoDir = mkdtempSync(join(tmpdir(), 'rowgate-cli-demo-'));
-    // The embedded server runs as an unprivileged user when we are root; it must enter the directory.
-    chmodSync(demoDir, 0o755);
+    const demoDir = serverDir('rowgate-cli-demo-');
     try {
       const { result, run } = await whileRunning(demoDir, ['demo', '--port', '0'], /DATABASE_URL=(\S+)/, async ([, url]) => {
         const check = await rowgateIn(demoDir, 'check', '--config', DEMO_CONFIG);

@@ -1,8 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect, startEmbedded, type EmbeddedServer, type Sql } from '../src/db/index.ts';
+import { serverDir } from './support/server-dir.ts';
 
 // The embedded PostgreSQL (`npm start`, tests without TEST_DATABASE_URL) runs with logical
 // decoding available: a server of this file's own, on a throw-away data directory.
@@ -11,9 +11,7 @@ let server: EmbeddedServer;
 let sql: Sql;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'rowgate-embedded-'));
-  // The server runs as an unprivileged user when we are root; it must be able to enter the directory.
-  chmodSync(dir, 0o755);
+  dir = serverDir('rowgate-embedded-');
   server = await startEmbedded({ dataDir: join(dir, 'data'), persistent: false });
   sql = connect(server.url, { max: 1 });
 }, 60_000);

@@ -1,5 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, freePort, readCatalog, retryOnDisconnect, startEmbedded, type EmbeddedServer, type Sql } from '../src/db/index.ts';
@@ -8,6 +7,7 @@ import type { TestDatabase } from './support/db.ts';
 import { startLiveGateway, type LiveGateway } from './support/live-gateway.ts';
 import { NOTE_CHANGES, NOTE_LIVE, NOTE_SCHEMA, NOTE_TABLES, NoteModel, noteEvents, withoutPositions, type Note } from './support/notes.ts';
 import { run, within, type Running } from './support/transports.ts';
+import { serverDir } from './support/server-dir.ts';
 
 // Hardening §2, PostgreSQL restart: a gateway with live-query and change-stream subscribers of
 // several identities on a PostgreSQL server of this file's own (it is stopped and started again,
@@ -29,8 +29,7 @@ let appUrl: string;
 let model: NoteModel;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'rowgate-pg-restart-'));
-  chmodSync(dir, 0o755);
+  dir = serverDir('rowgate-pg-restart-');
   port = await freePort();
   server = await startEmbedded({ dataDir: join(dir, 'data'), persistent: true, port });
   admin = connect(server.url, { max: 1, connection: { application_name: 'test-admin' } });

@@ -1,7 +1,7 @@
 import { loadConfig, DEFAULT_CONFIG_PATH, type Config } from '../config/index.ts';
 import { readCatalog, type Catalog, type Database } from '../db/index.ts';
 import { openForCommand } from './database.ts';
-import { analyzeRules, formatProblem, loadParser, planRules, RuleConfigError, type CompiledRules } from '../rules/index.ts';
+import { checkedRules, formatProblem, loadParser, type CompiledRules } from '../rules/index.ts';
 
 export interface Loaded {
   config: Config;
@@ -29,11 +29,7 @@ export async function loadAll(
     await options.prepare?.(db, config);
     await loadParser();
     const catalog = await readCatalog(db.sql, config.database.schema);
-    // Every round's problems at once: structure and cycles, then PostgreSQL's planning of the rules
-    // that compiled (a rule with a structural problem is not planned, nor one reading a cycle).
-    const { rules, problems, cyclic } = analyzeRules(config, catalog);
-    problems.push(...(await planRules(db.sql, rules, cyclic)));
-    if (problems.length) throw new RuleConfigError(problems);
+    const rules = await checkedRules(db.sql, config, catalog);
     return { config, db, catalog, rules };
   } catch (err) {
     await db.close();
@@ -52,6 +48,6 @@ export function undeclaredClaimWarnings(config: Config, rules: CompiledRules): s
   const message = (name: string) => `:${name} is read from the caller's token, and the config declares no "claims"`;
   return [
     ...rules.claimUses().map(({ name, site, position }) => `rowgate: warning: ${formatProblem({ site, position, message: message(name), hint: hint(name, 'matches nothing') })}`),
-    ...rules.presetClaims().map(({ name, where }) => `rowgate: warning: ${where}: ${message(name)}\n  ${hint(name, 'the preset writes')}`),
+    ...rules.presetClaims().map(({ name, where }) => `rowgate: warning: ${formatProblem({ site: null, position: null, message: `${where}: ${message(name)}`, hint: hint(name, 'the preset writes') })}`),
   ];
 }

@@ -63,14 +63,15 @@ export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
 export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string): SQL[] {
   const out: SQL[] = [];
   for (const [side, at] of [['new', newAt], ['old', oldAt]] as const) {
-    spec.tables.forEach(({ name, table }, i) =>
+    spec.tables.forEach(({ name, table }, i) => {
       // Another table is read only for its rules' columns: an update leaving them as they were
       // cannot change what the rules see, so it need not be undone (this keeps the rebuild
       // small when a stream is behind a busy table's renames). The changed table's own images
       // are sent to subscribers: every change of it counts; so does every change of a table
       // without a key, rebuilt as a multiset of whole images that must cancel exactly.
-      out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at, name === spec.table || !table.primaryKey.length ? undefined : (spec.columns.get(name) ?? new Set()))),
-    );
+      const relevant = name === spec.table || !table.primaryKey.length ? undefined : (spec.columns.get(name) ?? new Set<string>());
+      out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at, relevant));
+    });
   }
   return out;
 }

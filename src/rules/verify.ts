@@ -1,8 +1,21 @@
 import { sql as pgsql } from 'pg-sql2';
-import { describeSql, type Sql } from '../db/index.ts';
+import { describeSql, type Catalog, type Sql } from '../db/index.ts';
 import { callerParams } from './bind.ts';
-import type { CompiledRules, RuleSet } from './compile.ts';
+import { analyzeRules, type CompiledRules, type RuleSet } from './compile.ts';
 import { RuleConfigError, type RuleProblem } from './errors.ts';
+
+/**
+ * The rules of `config` compiled against `catalog` and planned by PostgreSQL, as startup, `check`
+ * and a reload need them: every round's problems at once (structure and cycles, then planning of
+ * the rules that compiled; a rule with a structural problem is not planned, nor one reading a
+ * cycle), thrown together as one RuleConfigError.
+ */
+export async function checkedRules(db: Sql, config: Parameters<typeof analyzeRules>[0], catalog: Catalog): Promise<CompiledRules> {
+  const { rules, problems, cyclic } = analyzeRules(config, catalog);
+  problems.push(...(await planRules(db, rules, cyclic)));
+  if (problems.length) throw new RuleConfigError(problems);
+  return rules;
+}
 
 /**
  * Asks PostgreSQL to plan every compiled rule without running it (Parse + Describe), so type

@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, type Config } from '../config/index.ts';
 import { DDL_CHANNEL, installCapture, installDdlNotice } from '../db/changes/index.ts';
 import { readCatalog, type Catalog, type Sql } from '../db/index.ts';
 import type { ChangeSource, LiveEngine } from '../live/index.ts';
-import { compileRules, RuleConfigError, verifyRules, type CompiledRules } from '../rules/index.ts';
+import { checkedRules, RuleConfigError, type CompiledRules } from '../rules/index.ts';
 import { buildApi } from '../schema/index.ts';
 import type { Gateway, ReloadOutcome } from './http.ts';
 import type { Logger } from './log.ts';
@@ -67,8 +67,7 @@ export function createReloader(options: ReloaderOptions): Reloader {
       const config: Config = { ...served.config, tables: loaded.tables, functions: loaded.functions };
       const needRestart = (Object.keys(loaded) as (keyof Config)[]).filter((k) => !RELOADED_KEYS.has(k) && JSON.stringify(loaded[k]) !== JSON.stringify(served.config[k]));
       const catalog = await readCatalog(sql, config.database.schema);
-      const rules = compileRules(config, catalog);
-      await verifyRules(sql, rules);
+      const rules = await checkedRules(sql, config, catalog);
       const changed = changedRelations(served, config, catalog);
       if (changed.size === 0 && JSON.stringify(config.functions) === JSON.stringify(served.config.functions) && catalogKey(catalog) === catalogKey(served.catalog)) {
         logger.info({ reason, outcome: 'unchanged', ...(needRestart.length ? { needRestart } : {}) }, 'reload: nothing changed');

@@ -1,8 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbedded } from '../../src/db/index.ts';
+import { serverDir } from './server-dir.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -20,9 +20,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('databaseUrl', given);
     return async () => {};
   }
-  const dir = mkdtempSync(join(tmpdir(), 'rowgate-test-pg-'));
-  // The server runs as an unprivileged user when we are root; it must be able to enter the directory.
-  chmodSync(dir, 0o755);
+  const dir = serverDir('rowgate-test-pg-');
   const server = await startEmbedded({ dataDir: join(dir, 'data'), persistent: false });
   project.provide('databaseUrl', server.url);
   return async () => {
