@@ -311,16 +311,17 @@ function expectedOp(op: string, n: boolean, o: boolean): string | null {
 }
 
 /**
- * Positions as numbers that keep their order: `p` is p·10⁶, a move `p:n` p·10⁶ + n; `through(p)`
- * is the last key at p (after its moves).
+ * Positions as numbers that keep the gateway's order (live/source.ts): a move `p:n` comes after
+ * `p - 1` and before `p` itself, so `p:n` is p·10⁶ + n and `p` is p·10⁶ + 999,999, which is also
+ * `through(p)`, the last key at p.
  */
 const SUB = 1_000_000;
+const through = (p: number) => p * SUB + SUB - 1;
 const posKey = (position: string) => {
   const [p, n] = position.split(':');
-  return Number(p) * SUB + (n === undefined ? 0 : Number(n));
+  return n === undefined ? through(Number(p)) : Number(p) * SUB + Number(n);
 };
-const through = (p: number) => p * SUB + SUB - 1;
-const posText = (key: number) => `${Math.floor(key / SUB)}${key % SUB ? `:${key % SUB}` : ''}`;
+const posText = (key: number) => (key % SUB === SUB - 1 ? `${Math.floor(key / SUB)}` : `${Math.floor(key / SUB)}:${key % SUB}`);
 
 class Reference {
   /** kind|sender → events in position order: [position key, 'op:id']. */

@@ -98,6 +98,28 @@ describe('changes judged as of their position', () => {
     await carol.close();
   });
 
+  it('judging the last changes it read while a later grant is committed but not yet delivered, a catch-up uses the rules as they were', async () => {
+    await db.sql`INSERT INTO membership (grp, identity) VALUES (8, 'gina')`;
+    const start = await head();
+    await db.sql`INSERT INTO doc VALUES (701, 7, 'hidden from gina then')`;
+    await db.sql`INSERT INTO doc VALUES (702, 8, 'gina sees it')`;
+    await head();
+    // The grant is in the table, but held back from stamping: the catch-up reads 701 and 702 only,
+    // and its statement (tables as they are, asking whether the log holds anything later) must notice.
+    const hold = await db.sql.reserve();
+    await hold`BEGIN`;
+    await hold`SELECT pg_current_xact_id()`;
+    await db.sql`INSERT INTO membership (grp, identity) VALUES (7, 'gina')`;
+    const gina = await h.open('gina', DOC, { after: start });
+    expect(await events(gina, 'doc_changes', (e) => JSON.stringify(e).includes('gina sees it'))).toEqual(['INSERT gina sees it']);
+    await hold`COMMIT`;
+    hold.release();
+    await db.sql`INSERT INTO doc VALUES (703, 7, 'sentinel')`;
+    // The grant moves 701 into her view; nothing else came before it.
+    expect(await events(gina, 'doc_changes', sentinel)).toEqual(['INSERT hidden from gina then', 'INSERT sentinel']);
+    await gina.close();
+  });
+
   it('updates of columns no rule reads, around one that moves a member, leave the judgement as of each position intact', async () => {
     const start = await head();
     await db.sql`INSERT INTO membership (grp, identity) VALUES (5, 'frank')`;

@@ -92,6 +92,41 @@ describe('t_changes', () => {
     await resumed.close();
   });
 
+  it('many subscribers resuming at once, each from its own position, get exactly their own changes', async () => {
+    // Recorders from the start: what each owner may see, with positions.
+    const owners = ['kim', 'lou', 'max'];
+    const recorders = await Promise.all(owners.map((o) => h.open(o, CHANGES)));
+    const history = new Map<string, Event[]>(owners.map((o) => [o, []]));
+    let id = 200;
+    for (let round = 0; round < 4; round++) {
+      for (const o of owners) {
+        await db.sql`INSERT INTO note VALUES (${id}, ${o}, ${`${o}-${round}`}, false)`;
+        await db.sql`UPDATE note SET title = ${`${o}-${round}!`} WHERE id = ${id}`;
+        id++;
+      }
+    }
+    for (const [i, o] of owners.entries()) for (let k = 0; k < 8; k++) history.get(o)!.push(await event(recorders[i]!));
+    await h.feed.poll();
+    // Two resumes per owner (one shape for all six: the owner is a value), from different points.
+    const cuts = owners.flatMap((o) => [1, 5].map((k) => ({ owner: o, after: history.get(o)![k]!.position, expect: history.get(o)!.slice(k + 1) })));
+    const resumed = await Promise.all(cuts.map((c) => h.open(c.owner, CHANGES, { after: c.after })));
+    // Committed while they catch up: each must get it after its replay, once.
+    for (const o of owners) await db.sql`INSERT INTO note VALUES (${id++}, ${o}, ${`${o}-late`}, false)`;
+    for (const [i, c] of cuts.entries()) {
+      const got: Event[] = [];
+      for (let k = 0; k < c.expect.length + 1; k++) got.push(await event(resumed[i]!));
+      expect(got.slice(0, -1).map((e) => [e.position, ...brief(e)])).toEqual(c.expect.map((e) => [e.position, ...brief(e)]));
+      expect(brief(got.at(-1)!)).toEqual(['INSERT', `${c.owner}-late`, null]);
+    }
+    // A sentinel per owner, and nothing else before it.
+    for (const o of owners) await db.sql`INSERT INTO note VALUES (${id++}, ${o}, ${`${o}-sentinel`}, false)`;
+    for (const [i, c] of cuts.entries()) {
+      expect(brief(await event(resumed[i]!))).toEqual(['INSERT', `${c.owner}-sentinel`, null]);
+      expect(resumed[i]!.pending()).toBe(0);
+    }
+    await Promise.all([...recorders, ...resumed].map((s) => s.close()));
+  });
+
   it('rejects a malformed position', async () => {
     const result = await h.open('erin', CHANGES, { after: "1; DROP TABLE note" }).catch((e: unknown) => e);
     expect(String(result)).toContain('after must be a position');

@@ -59,21 +59,56 @@ export function asOfRelation(spec: AsOfSpec, side: Side): Relation {
 /**
  * The WITH clause's entries defining every rebuilt table of both sides: the new image is judged as
  * of `newAt`, the old one as of `oldAt` (the position before the change when the table reads itself).
+ * `plain`: every table as it is, for a statement that also asks `staleAfter` (run only when the
+ * log holds no later change of them, so the tables are as they were; much cheaper to plan and run).
  */
-export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string): SQL[] {
+export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: string, plain = false): SQL[] {
   const out: SQL[] = [];
   for (const [side, at] of [['new', newAt], ['old', oldAt]] as const) {
     spec.tables.forEach(({ name, table }, i) => {
-      // Another table is read only for its rules' columns: an update leaving them as they were
-      // cannot change what the rules see, so it need not be undone (this keeps the rebuild
-      // small when a stream is behind a busy table's renames). The changed table's own images
-      // are sent to subscribers: every change of it counts; so does every change of a table
-      // without a key, rebuilt as a multiset of whole images that must cancel exactly.
-      const relevant = name === spec.table || !table.primaryKey.length ? undefined : (spec.columns.get(name) ?? new Set<string>());
-      out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at, relevant));
+      if (plain) out.push(sql`${cte(side, i)} AS NOT MATERIALIZED (SELECT * FROM ${sql.identifier(schema, name)})`);
+      // Both sides as of one position: the old side reads the new side's rebuild.
+      else if (side === 'old' && oldAt === newAt) out.push(sql`${cte(side, i)} AS NOT MATERIALIZED (SELECT * FROM ${cte('new', i)})`);
+      else out.push(...rebuilt(schema, name, table, cte(side, i), cte(side, i, '_log'), cte(side, i, '_keys'), at, relevantColumns(spec, name, table)));
     });
   }
   return out;
+}
+
+/**
+ * Another table is read only for its rules' columns: an update leaving them as they were cannot
+ * change what the rules see, so it need not be undone (this keeps the rebuild small when a stream
+ * is behind a busy table's renames). The changed table's own images are sent to subscribers: every
+ * change of it counts; so does every change of a table without a key, rebuilt as a multiset of
+ * whole images that must cancel exactly. Undefined: every change matters.
+ */
+function relevantColumns(spec: AsOfSpec, name: string, table: Table): Set<string> | undefined {
+  return name === spec.table || !table.primaryKey.length ? undefined : (spec.columns.get(name) ?? new Set<string>());
+}
+
+/** The log rows `l` of `name` that change what a rebuild as of a position must undo. */
+function matters(relevant: Set<string> | undefined): SQL {
+  if (!relevant) return sql.blank;
+  const changedColumns = [...relevant].sort().map((c) => sql`l.old -> ${sql.literal(c)} IS DISTINCT FROM l.new -> ${sql.literal(c)}`);
+  return sql` AND (l.op <> 'UPDATE'${changedColumns.length ? sql` OR ${sql.join(changedColumns, ' OR ')}` : sql.blank})`;
+}
+
+/**
+ * Whether the statement's snapshot holds a change after `at` of a table the spec rebuilds (one
+ * that `asOfCtes` would undo): false means every such table is now as it was at `at`. A committed
+ * change is in the log from its own transaction on (stamped or not), so this is exact.
+ */
+export function staleAfter(spec: AsOfSpec, at: string): SQL {
+  if (!spec.tables.length) return sql.false;
+  const probes = spec.tables.flatMap(({ name, table }) => {
+    const tail = sql`l.tbl = ${sql.literal(name)}${matters(relevantColumns(spec, name, table))}`;
+    // Two probes, so that each reads an index: positions above `at`, and the few not stamped yet.
+    return [
+      sql`EXISTS (SELECT 1 FROM rowgate.change_log AS l WHERE l.pos > ${sql.value(at)}::text::bigint AND ${tail})`,
+      sql`EXISTS (SELECT 1 FROM rowgate.change_log AS l WHERE l.pos IS NULL AND ${tail})`,
+    ];
+  });
+  return sql`(${sql.join(probes, ' OR ')})`;
 }
 
 /**
@@ -90,11 +125,9 @@ export function asOfSelf(schema: string, spec: AsOfSpec, name: string, table: Ta
 /** `relevant`: the only columns whose change matters (undefined: every change matters). */
 function rebuilt(schema: string, name: string, table: Table, self: SQL, log: SQL, keys: SQL, at: string, relevant?: Set<string>): SQL[] {
   const t = sql.identifier(schema, name);
-  const changedColumns = [...(relevant ?? [])].sort().map((c) => sql`l.old -> ${sql.literal(c)} IS DISTINCT FROM l.new -> ${sql.literal(c)}`);
-  const matters = relevant ? sql` AND (l.op <> 'UPDATE'${changedColumns.length ? sql` OR ${sql.join(changedColumns, ' OR ')}` : sql.blank})` : sql.blank;
   const later = sql`${log} AS MATERIALIZED (
       SELECT l.id AS rowgate_seq, l.pos AS rowgate_pos, l.old, l.new FROM rowgate.change_log AS l
-       WHERE l.tbl = ${sql.literal(name)} AND (l.pos > ${sql.value(at)}::text::bigint OR l.pos IS NULL)${matters})`;
+       WHERE l.tbl = ${sql.literal(name)} AND (l.pos > ${sql.value(at)}::text::bigint OR l.pos IS NULL)${matters(relevant)})`;
   if (table.primaryKey.length === 0) {
     // A multiset of images: now + olds − news. Images are re-serialized in this session (through the
     // row type) so that text forms depending on settings (timestamptz and TimeZone) compare equal.

@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
-import { asOfCtes, asOfSelf, CANDIDATE, DELTA, type AsOfSpec } from './as-of.ts';
+import { asOfCtes, asOfSelf, CANDIDATE, DELTA, staleAfter, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import { comparePositions, EVENT_POSITION, subPosition, type Change } from './source.ts';
 
@@ -64,7 +64,8 @@ export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
 
 const CHANGES_PER_STATEMENT = 500;
 
-type Step = { kind: 'changes'; part: Change[]; at: string; before: string } | { kind: 'moves'; from: string; to: string; cause: Change; changed: Change[] };
+/** `current`: no later change of a table the rules read is known, so the tables as they are may do (run). */
+type Step = { kind: 'changes'; part: Change[]; at: string; before: string; current: boolean } | { kind: 'moves'; from: string; to: string; cause: Change; changed: Change[] };
 
 const minus1 = (p: string) => (BigInt(p) - 1n).toString();
 
@@ -88,11 +89,11 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
   };
   const out: Step[] = [];
   let current: Change[] = [];
-  const flush = () => {
+  const flush = (last = false) => {
     for (let j = 0; j < current.length; j += CHANGES_PER_STATEMENT) {
       const part = current.slice(j, j + CHANGES_PER_STATEMENT);
       const at = part.at(-1)!.position;
-      out.push({ kind: 'changes', part, at, before: shape.asOf.selfRead ? minus1(at) : at });
+      out.push({ kind: 'changes', part, at, before: shape.asOf.selfRead ? minus1(at) : at, current: last && !shape.asOf.selfRead });
     }
     current = [];
   };
@@ -110,8 +111,14 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
       out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [] });
     }
   }
-  flush();
+  flush(true);
   return out;
+}
+
+/** The highest position an event of the step can have: a move of `to` is at `to:n`, before `to`. */
+function lastPosition(shape: ChangeShape, step: Step): string {
+  if (step.kind === 'moves') return step.to;
+  return shape.asOf.selfRead ? subPosition(step.at, 0) : step.at;
 }
 
 /**
@@ -124,8 +131,10 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
   try {
     for (const step of steps(shape, changes)) {
       const failed = new Set<ChangeSubscriber>();
-      for (let i = 0; i < live.length; i += batch) {
-        for (const sub of await evaluateStep(db, shape, live.slice(i, i + batch), step, count)) failed.add(sub);
+      // Subscribers already past the step (resuming from a later position) would get nothing from it.
+      const concerned = live.filter((sub) => comparePositions(lastPosition(shape, step), sub.cursor) > 0);
+      for (let i = 0; i < concerned.length; i += batch) {
+        for (const sub of await evaluateStep(db, shape, concerned.slice(i, i + batch), step, count)) failed.add(sub);
       }
       if (failed.size) live = live.filter((sub) => !failed.has(sub));
     }
@@ -148,7 +157,7 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
  */
 async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: Step, count: () => void): Promise<ChangeSubscriber[]> {
   const attempt = (subs: ChangeSubscriber[]) =>
-    retryOnDisconnect(() => (step.kind === 'changes' ? run(db, shape, subs, step.part, step.at, step.before, count) : moves(db, shape, subs, step, count)));
+    retryOnDisconnect(() => (step.kind === 'changes' ? run(db, shape, subs, step, count) : moves(db, shape, subs, step, count)));
   try {
     await attempt(chunk);
     return [];
@@ -290,29 +299,23 @@ async function narrowMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[
   deliverMoves(chunk, to, rows);
 }
 
-async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], newAt: string, oldAt: string, count: () => void): Promise<void> {
-  const s = SUBSCRIBERS;
-  const table = sql.identifier(shape.schema, shape.table);
-  const side = (column: string, row: symbol, match: SQL, json: SQL) =>
-    sql`(SELECT coalesce(${match}, false) AS ok, ${json}::text AS j
-           FROM jsonb_populate_record(NULL::${table}, c.${sql.identifier(column)}::jsonb) AS ${sql.identifier(row)}
-          WHERE c.${sql.identifier(column)} IS NOT NULL)`;
-  const ctes = asOfCtes(shape.schema, shape.asOf, newAt, oldAt);
-  count();
-  const rows = await runSql<{ sid: string; i: number; n: boolean | null; o: boolean | null; nj: string | null; oj: string | null }>(
-    db,
-    sql`${ctes.length ? sql`WITH ${sql.join(ctes, ',\n')}\n` : sql.blank}SELECT ${sql.identifier(s, 'sid')} AS sid, c.i::int AS i, nn.ok AS n, oo.ok AS o,
-               CASE WHEN nn.ok THEN nn.j END AS nj, CASE WHEN oo.ok THEN oo.j END AS oj
-          FROM ${subscriberRelation(chunk, shape.width)}
-          CROSS JOIN unnest(${sql.value(part.map((c) => (c.new ? JSON.stringify(c.new) : null)))}::text[],
-                            ${sql.value(part.map((c) => (c.old ? JSON.stringify(c.old) : null)))}::text[]) WITH ORDINALITY AS c(n, o, i)
-          LEFT JOIN LATERAL ${side('n', IMAGE_NEW, shape.newMatch, shape.newJson)} AS nn ON true
-          LEFT JOIN LATERAL ${side('o', IMAGE_OLD, shape.oldMatch, shape.oldJson)} AS oo ON true
-         WHERE nn.ok OR oo.ok
-         ORDER BY c.i`,
-  );
+type RunRow = { sid: string | null; i: number; n: boolean | null; o: boolean | null; nj: string | null; oj: string | null; stale?: boolean };
+
+/**
+ * The changes of one segment for a chunk of subscribers. A segment at the end of what was delivered
+ * (`current`) is first judged on the tables as they are, in a statement that also asks whether the
+ * log holds a later change of a table the rules read (staleAfter): usually it does not (a live
+ * stream keeps up), and that statement costs a fraction of the rebuild's to plan and run. When it
+ * does, the statement skips its work (a one-time filter) and the segment is judged with the rebuild.
+ */
+async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { part: Change[]; at: string; before: string; current: boolean }, count: () => void): Promise<void> {
+  const { part } = step;
+  const plain = step.current && shape.asOf.tables.length > 0;
+  let rows = await runChanges(db, shape, chunk, part, step.at, step.before, plain, count);
+  if (plain && rows[0]?.stale) rows = await runChanges(db, shape, chunk, part, step.at, step.before, false, count);
   const bySid = new Map(chunk.map((c) => [c.sid, c]));
   for (const row of rows) {
+    if (row.sid === null) continue;
     const sub = bySid.get(row.sid);
     const change = part[row.i - 1];
     // A subscriber never gets a change at or before its cursor (where it started, or what its
@@ -325,4 +328,32 @@ async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part:
     const oldImages = op === 'INSERT' || !row.oj ? null : (JSON.parse(row.oj) as Record<string, unknown>);
     sub.push(eventOf(sub, op, position, rowImages, oldImages));
   }
+}
+
+async function runChanges(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], part: Change[], newAt: string, oldAt: string, plain: boolean, count: () => void): Promise<RunRow[]> {
+  const s = SUBSCRIBERS;
+  const table = sql.identifier(shape.schema, shape.table);
+  const side = (column: string, row: symbol, match: SQL, json: SQL) =>
+    sql`(SELECT coalesce(${match}, false) AS ok, ${json}::text AS j
+           FROM jsonb_populate_record(NULL::${table}, c.${sql.identifier(column)}::jsonb) AS ${sql.identifier(row)}
+          WHERE c.${sql.identifier(column)} IS NOT NULL)`;
+  const ctes = asOfCtes(shape.schema, shape.asOf, newAt, oldAt, plain);
+  const judged = (guard: SQL) => sql`SELECT ${sql.identifier(s, 'sid')} AS sid, c.i::int AS i, nn.ok AS n, oo.ok AS o,
+               CASE WHEN nn.ok THEN nn.j END AS nj, CASE WHEN oo.ok THEN oo.j END AS oj
+          FROM ${subscriberRelation(chunk, shape.width)}
+          CROSS JOIN unnest(${sql.value(part.map((c) => (c.new ? JSON.stringify(c.new) : null)))}::text[],
+                            ${sql.value(part.map((c) => (c.old ? JSON.stringify(c.old) : null)))}::text[]) WITH ORDINALITY AS c(n, o, i)
+          LEFT JOIN LATERAL ${side('n', IMAGE_NEW, shape.newMatch, shape.newJson)} AS nn ON true
+          LEFT JOIN LATERAL ${side('o', IMAGE_OLD, shape.oldMatch, shape.oldJson)} AS oo ON true
+         WHERE (nn.ok OR oo.ok)${guard}`;
+  count();
+  const withCtes = ctes.length ? sql`WITH ${sql.join(ctes, ',\n')}\n` : sql.blank;
+  if (!plain) return runSql<RunRow>(db, sql`${withCtes}${judged(sql.blank)} ORDER BY c.i`);
+  // `NOT g.stale` refers only to the outer row: PostgreSQL makes it a one-time filter.
+  return runSql<RunRow>(
+    db,
+    sql`${withCtes}SELECT g.stale, m.* FROM (SELECT ${staleAfter(shape.asOf, newAt)} AS stale) AS g
+          LEFT JOIN LATERAL (${judged(sql` AND NOT g.stale`)}) AS m ON true
+         ORDER BY m.i`,
+  );
 }

@@ -72,6 +72,9 @@ interface ChangeShapeState extends ChangeShape {
   pending: Change[];
   boundaries: Set<string>;
   running: boolean;
+  /** Subscribers resuming from `after`, caught up from the log together (catchUp). */
+  catching: Set<ChangeSubscriber>;
+  catchingUp: boolean;
 }
 
 function childImages(shape: LiveShapeState, table: string): Record<string, unknown>[] {
@@ -420,7 +423,7 @@ export class LiveEngine {
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     const boundaries = new Set(asOf.tables.map((t) => t.name));
     // Registered when the subscription starts, as in subscribeLive.
-    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false };
+    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false, catching: new Set(), catchingUp: false };
     const mine = binder.values.slice();
     return new Repeater<unknown>(async (push, stop) => {
       const refused = this.refusal(fresh!.relations);
@@ -448,8 +451,12 @@ export class LiveEngine {
       this.started();
       // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
       // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
-      if (sub.backlog) void this.catchUp(owner, sub).catch((err: unknown) => sub.fail(err));
+      if (sub.backlog) {
+        owner.catching.add(sub);
+        this.catchUp(owner);
+      }
       await stop;
+      owner.catching.delete(sub);
       owner.subscribers.delete(sub.sid);
       this.ended();
       if (owner.subscribers.size === 0 && this.changeShapes.get(owner.key) === owner) {
@@ -473,20 +480,75 @@ export class LiveEngine {
     return fresh;
   }
 
-  private async catchUp(shape: ChangeShapeState, sub: ChangeSubscriber): Promise<void> {
-    for (;;) {
-      const changes = await this.source.readAfter(logPosition(sub.cursor), 1000);
-      if (changes.length === 0) break;
+  /**
+   * Catches up every subscriber of the shape resuming from `after`, together: one task per shape
+   * reads the log from the oldest cursor among them and evaluates each batch for all of them in
+   * shared statements (evaluateChanges leaves a subscriber out of the steps at or before its
+   * cursor), so a burst of reconnects costs one pass over the log, not one per subscriber. Once the
+   * log read finds nothing more, the deliveries that arrived meanwhile (each subscriber's backlog,
+   * past its cursor) are evaluated the same way, and the subscribers join the live path.
+   */
+  private catchUp(shape: ChangeShapeState): void {
+    if (shape.catchingUp) return;
+    shape.catchingUp = true;
+    void (async () => {
+      try {
+        while (shape.catching.size) {
+          const group = [...shape.catching];
+          try {
+            await this.catchUpRound(shape, group);
+          } catch (err) {
+            for (const sub of group) {
+              sub.fail(err);
+              shape.catching.delete(sub);
+            }
+          }
+        }
+      } finally {
+        shape.catchingUp = false;
+      }
+    })();
+  }
+
+  private async catchUpRound(shape: ChangeShapeState, group: ChangeSubscriber[]): Promise<void> {
+    const done = (subs: Iterable<ChangeSubscriber>) => {
+      for (const sub of subs) shape.catching.delete(sub);
+    };
+    const evaluate = async (subs: ChangeSubscriber[], changes: Change[]) => {
+      const live = new Set(await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count)));
       // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
-      if ((await this.timed('change_stream', () => evaluateChanges(this.db, shape, [sub], changes, this.batch, this.count))).length === 0) return;
+      done(subs.filter((sub) => !live.has(sub)));
+      return subs.filter((sub) => live.has(sub));
+    };
+    const from = group.map((sub) => logPosition(sub.cursor)).reduce((a, b) => (comparePositions(a, b) <= 0 ? a : b));
+    let changes: Change[];
+    try {
+      changes = await this.source.readAfter(from, 1000);
+    } catch (err) {
+      // Expired (retention deleted what follows `from`): only the subscribers resuming from there
+      // fail; the others read on from their own cursors in the next round.
+      const failing = (err as { code?: string }).code === 'POSITION_EXPIRED' ? group.filter((sub) => logPosition(sub.cursor) === from) : group;
+      for (const sub of failing) sub.fail(err);
+      done(failing);
+      return;
     }
-    // Deliveries that arrived meanwhile: whatever the log read already covered is skipped.
-    while (sub.backlog && sub.backlog.length) {
-      const pending = sub.backlog.filter((c) => comparePositions(c.position, sub.cursor) > 0);
-      sub.backlog = [];
-      if (pending.length && (await this.timed('change_stream', () => evaluateChanges(this.db, shape, [sub], pending, this.batch, this.count))).length === 0) return;
+    if (changes.length) {
+      await evaluate(group, changes);
+      return;
     }
-    sub.backlog = null;
+    // The log is read up to the feed's head for all of them: what is left is in their backlogs.
+    let live = group;
+    while (live.some((sub) => sub.backlog?.length)) {
+      const pending = new Map<string, Change>();
+      for (const sub of live) {
+        for (const c of sub.backlog ?? []) if (comparePositions(c.position, sub.cursor) > 0) pending.set(c.position, c);
+        sub.backlog = [];
+      }
+      const ordered = [...pending.values()].sort((a, b) => comparePositions(a.position, b.position));
+      if (ordered.length) live = await evaluate(live, ordered);
+    }
+    for (const sub of live) sub.backlog = null;
+    done(live);
   }
 
   private visibleFor(scope: ReturnType<typeof scopeFor>, model: TableModel, row: symbol): SQL {
