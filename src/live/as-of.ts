@@ -30,19 +30,30 @@ export interface AsOfSpec {
   selfRead: boolean;
   /** Per table, the columns the rules read of it (CompiledRules.readsColumns). */
   columns: Map<string, Set<string>>;
+  /** Tables the stream's `where` reads (through relationships, with their rules' tables): any change of them counts. */
+  filtered: Set<string>;
 }
 
 export type Side = 'new' | 'old';
 
-export function asOfSpec(api: ApiModel, table: string): AsOfSpec {
-  const selfRead = readsItself(api.rules, table);
+/**
+ * `filtered`: the tables the stream's `where` reads (live/tables.ts filterTables), judged as of the
+ * change like the rules' tables, so a row leaving the filter through another table's change moves.
+ */
+export function asOfSpec(api: ApiModel, table: string, filtered: ReadonlySet<string> = new Set()): AsOfSpec {
+  const selfRead = readsItself(api.rules, table) || filtered.has(table);
   const tables: AsOfSpec['tables'] = [];
-  for (const name of [...api.rules.readsTables(table)].sort()) {
+  for (const name of [...new Set([...api.rules.readsTables(table), ...filtered])].sort()) {
     if (name === table && !selfRead) continue;
     const t = api.relation(name);
     if (t && t.kind === 'table') tables.push({ name, table: t });
   }
-  return { table, tables, selfRead, columns: api.rules.readsColumns(table) };
+  return { table, tables, selfRead, columns: api.rules.readsColumns(table), filtered: new Set(filtered) };
+}
+
+/** The columns of `name` whose change can move rows; undefined: any change of it can. */
+export function movingColumns(spec: AsOfSpec, name: string): Set<string> | undefined {
+  return spec.filtered.has(name) ? undefined : (spec.columns.get(name) ?? new Set<string>());
 }
 
 const cte = (side: Side, i: number, part = '') => sql.identifier(`__rowgate_asof_${side}_${i}${part}`);
@@ -83,7 +94,7 @@ export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: s
  * whole images that must cancel exactly. Undefined: every change matters.
  */
 function relevantColumns(spec: AsOfSpec, name: string, table: Table): Set<string> | undefined {
-  return name === spec.table || !table.primaryKey.length ? undefined : (spec.columns.get(name) ?? new Set<string>());
+  return name === spec.table || !table.primaryKey.length ? undefined : movingColumns(spec, name);
 }
 
 /** The log rows `l` of `name` that change what a rebuild as of a position must undo. */

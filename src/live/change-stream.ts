@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
-import { asOfCtes, asOfSelf, CANDIDATE, DELTA, staleAfter, type AsOfSpec } from './as-of.ts';
+import { asOfCtes, asOfSelf, CANDIDATE, DELTA, movingColumns, staleAfter, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import { comparePositions, EVENT_POSITION, subPosition, type Change } from './source.ts';
 
@@ -84,8 +84,8 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
   // its moves step would find nothing (an account renamed, under player's rules reading account.id).
   const canMove = (c: Change) => {
     if (c.op !== 'UPDATE' || !c.old || !c.new) return true;
-    const read = shape.asOf.columns.get(c.table);
-    return !!read && [...read].some((col) => JSON.stringify(c.old![col]) !== JSON.stringify(c.new![col]));
+    const read = movingColumns(shape.asOf, c.table);
+    return !read || [...read].some((col) => JSON.stringify(c.old![col]) !== JSON.stringify(c.new![col]));
   };
   const out: Step[] = [];
   let current: Change[] = [];

@@ -12,7 +12,7 @@ import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type 
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
 import { streamBatches } from './stream.ts';
 import { RootKeys } from './keys.ts';
-import { relationsRead, tablesRead, targeting } from './tables.ts';
+import { filterTables, relationsRead, tablesRead, targeting } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -410,15 +410,18 @@ export class LiveEngine {
       const pairs = images(name).flatMap((c) => [sql.literal(c.key), rowJson(scope, model, row, c.children)]);
       return pairs.length ? sql`json_build_object(${sql.join(pairs, ', ')})` : sql`'{}'::json`;
     };
-    // Each image is judged with the tables its rules read as they were at the change (as-of.ts).
-    const asOf = asOfSpec(this.api, model.name);
-    const match = (row: symbol, side: 'new' | 'old') =>
-      visibleAnd(scope.params ? this.api.rules.visibility(model.name, row, scope.params, asOfRelation(asOf, side)) : sql.true, whereSql(scope, model, row, where));
+    // Each image is judged with the tables its rules and its filter read as they were at the change (as-of.ts).
+    const asOf = asOfSpec(this.api, model.name, filterTables(this.api, model, where));
+    const match = (row: symbol, side: 'new' | 'old') => {
+      const relation = asOfRelation(asOf, side);
+      return visibleAnd(scope.params ? this.api.rules.visibility(model.name, row, scope.params, relation) : sql.true, whereSql({ ...scope, relation }, model, row, where));
+    };
     // Rendered once, in this order, so every subscriber's values line up with the same columns.
     const parts = { newMatch: match(IMAGE_NEW, 'new'), newJson: jsonOf('row', IMAGE_NEW), oldMatch: match(IMAGE_OLD, 'old'), oldJson: jsonOf('old', IMAGE_OLD) };
     // Per table the rules read: which rows a change of it can move in or out of view (moves in change-stream.ts).
     const deltas = new Map<string, SQL | null>();
-    for (const { name } of asOf.tables) if (name !== model.name) deltas.set(name, scope.params ? deltaVisibility(this.api, asOf, model.name, name, scope.params) : sql.false);
+    // A table the filter reads can move any row in or out (null: every visible row is compared).
+    for (const { name } of asOf.tables) if (name !== model.name) deltas.set(name, asOf.filtered.has(name) ? null : scope.params ? deltaVisibility(this.api, asOf, model.name, name, scope.params) : sql.false);
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson} ${sql.join([...deltas.values()].map((d) => d ?? sql.null), ' ')}`);
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     const boundaries = new Set(asOf.tables.map((t) => t.name));

@@ -10,18 +10,7 @@ const relationshipOf = (m: TableModel, name: string): Relationship | undefined =
  * filter or an ordering reads through a relationship. Wrappers (aggregate, nodes) stay on the same table.
  */
 function walk(api: ApiModel, model: TableModel, field: SelectedField, selected: (m: TableModel) => void, filtered: (table: string) => void): void {
-  const visitFilter = (m: TableModel, exp: unknown): void => {
-    if (!exp || typeof exp !== 'object') return;
-    if (Array.isArray(exp)) return exp.forEach((e) => visitFilter(m, e));
-    for (const [key, value] of Object.entries(exp)) {
-      if (key === '_and' || key === '_or' || key === '_not') visitFilter(m, value);
-      const rel = relationshipOf(m, key);
-      if (rel) {
-        filtered(rel.target);
-        visitFilter(api.tables.get(rel.target)!, value);
-      }
-    }
-  };
+  const visitFilter = (m: TableModel, exp: unknown) => walkFilter(api, m, exp, filtered);
   const visitChildren = (m: TableModel, f: SelectedField): void => {
     for (const child of f.children) {
       const rel = relationshipOf(m, child.name);
@@ -36,6 +25,32 @@ function walk(api: ApiModel, model: TableModel, field: SelectedField, selected: 
     visitChildren(m, f);
   };
   visit(model, field);
+}
+
+/** Every table a filter (or ordering) on `model` reads through a relationship, at any depth. */
+function walkFilter(api: ApiModel, model: TableModel, exp: unknown, filtered: (table: string) => void): void {
+  if (!exp || typeof exp !== 'object') return;
+  if (Array.isArray(exp)) return exp.forEach((e) => walkFilter(api, model, e, filtered));
+  for (const [key, value] of Object.entries(exp)) {
+    if (key === '_and' || key === '_or' || key === '_not') walkFilter(api, model, value, filtered);
+    const rel = relationshipOf(model, key);
+    if (rel) {
+      filtered(rel.target);
+      walkFilter(api, api.tables.get(rel.target)!, value, filtered);
+    }
+  }
+}
+
+/**
+ * The tables a change stream's `where` reads through relationships, with every table their rules
+ * read: a change of one can move rows of the stream's table into or out of the filter.
+ */
+export function filterTables(api: ApiModel, model: TableModel, where: unknown): Set<string> {
+  const direct = new Set<string>();
+  walkFilter(api, model, where, (t) => direct.add(t));
+  const all = new Set<string>();
+  for (const table of direct) for (const t of api.rules.readsTables(table)) all.add(t);
+  return all;
 }
 
 /**

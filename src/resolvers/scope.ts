@@ -2,7 +2,7 @@ import { GraphQLError } from 'graphql';
 import { sql, type SQL } from 'pg-sql2';
 import type { ApiModel, ColumnModel, Relationship, TableModel } from '../schema/model.ts';
 import { checkedValue } from './input.ts';
-import { and, boundValues, callerSlots, claimsSlot, identityParams, or, typeSql, type Alias, type AnalyzedRule, type Binder, type CompiledRule, type Caller, type Expr, type ParamSource } from '../rules/index.ts';
+import { and, boundValues, callerSlots, claimsSlot, identityParams, or, typeSql, type Alias, type AnalyzedRule, type Binder, type CompiledRule, type Caller, type Expr, type ParamSource, type Relation } from '../rules/index.ts';
 
 /** What compiling one request needs: the API model, how values are bound, and the caller's parameters. */
 export interface Scope {
@@ -14,6 +14,11 @@ export interface Scope {
   perSubscriber?: true;
   /** The caller's claims as one bound json text (computed fields that take the session). */
   claims: () => SQL;
+  /**
+   * What a table is read as, where not the table itself: a change stream judges its `where` with
+   * the tables as they were at a change (live/as-of.ts). Filters and the rules they apply use it.
+   */
+  relation?: Relation;
 }
 
 export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues, perSubscriber = false): Scope {
@@ -42,12 +47,12 @@ export function tableModel(scope: Scope, name: string): TableModel {
 }
 
 export function tableRef(scope: Scope, table: string): SQL {
-  return sql.identifier(scope.api.schema, table);
+  return scope.relation?.(table) ?? sql.identifier(scope.api.schema, table);
 }
 
 /** The caller's visibility of `table`'s row `alias`; every read of a table goes through this. */
 export function visible(scope: Scope, table: string, alias: Alias): SQL {
-  return scope.params ? scope.api.rules.visibility(table, alias, scope.params) : sql.true;
+  return scope.params ? scope.api.rules.visibility(table, alias, scope.params, scope.relation) : sql.true;
 }
 
 /**
