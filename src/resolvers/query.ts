@@ -128,7 +128,7 @@ function rowsSource(
   // Rows from a function (`source`) are not the table's: only the rules, row by row, judge them.
   const split = extra || source ? null : visibleRowSource(scope, model, filter, paging);
   const visibility = extra
-    ? and([visible(scope, model.name, inner), extra(inner)])
+    ? and([visible(scope, model.name, inner), extra(inner), filter(inner)])
     : source
       ? and([visible(scope, model.name, inner), filter(inner)])
       : split
