@@ -10,7 +10,7 @@ import { asOfRelation, asOfSpec, deltaVisibility } from './as-of.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
 import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
-import { streamBatches } from './stream.ts';
+import { compileStream, evaluateStream, type StreamShape, type StreamSubscriber } from './stream.ts';
 import { RootKeys } from './keys.ts';
 import { filterTables, relationsRead, tablesRead, targeting } from './tables.ts';
 
@@ -20,7 +20,7 @@ export type LiveKind = 'list' | 'byPk' | 'aggregate';
 const CHANGE_BUFFER = 10_000;
 
 /** What a live evaluation was for: a live query (`t`, `t_by_pk`, `t_aggregate`) or a change stream (`t_changes`). */
-export type EvaluationKind = 'live_query' | 'change_stream';
+export type EvaluationKind = 'live_query' | 'change_stream' | 'stream';
 
 /** What the gateway's metrics and log learn from the engine (createGateway sets it). */
 export interface LiveObserver {
@@ -64,6 +64,17 @@ interface LiveShapeState extends LiveShape {
 const MAX_TARGETED_IMAGES = 500;
 /** Changed rows below the root cost a lookup in the gateway each (not per subscriber); this only bounds memory. */
 const MAX_CHILD_IMAGES = 20_000;
+
+interface StreamShapeState extends StreamShape {
+  /** As LiveShapeState's. */
+  tables: Set<string>;
+  relations: Set<string>;
+  /** A commit touched its tables: every subscriber (not busy) is looked at again. */
+  dirty: boolean;
+  /** Subscribers to look at in the next evaluation: new ones, and those whose batch was read and was full. */
+  waiting: Set<StreamSubscriber>;
+  running: boolean;
+}
 
 interface ChangeShapeState extends ChangeShape {
   /** As LiveShapeState's. */
@@ -116,7 +127,7 @@ function subscriptionError(err: unknown, observer: LiveObserver): Error {
 export class LiveEngine {
   private readonly live = new Map<string, LiveShapeState>();
   private readonly changeShapes = new Map<string, ChangeShapeState>();
-  private readonly streamWatchers = new Set<{ tables: Set<string>; relations: Set<string>; wake: () => void; end: (err: Error) => void }>();
+  private readonly streamShapes = new Map<string, StreamShapeState>();
   private readonly count = () => {
     this.stats.statements++;
   };
@@ -166,7 +177,7 @@ export class LiveEngine {
     const err = schemaChanged();
     for (const shape of [...this.live.values()]) if (touches(shape.relations, changed)) for (const sub of [...shape.subscribers.values()]) sub.fail(err);
     for (const shape of [...this.changeShapes.values()]) if (touches(shape.relations, changed)) for (const sub of [...shape.subscribers.values()]) sub.fail(err);
-    for (const watcher of [...this.streamWatchers]) if (touches(watcher.relations, changed)) watcher.end(err);
+    for (const shape of [...this.streamShapes.values()]) if (touches(shape.relations, changed)) for (const sub of [...shape.subscribers.values()]) sub.fail(err);
     if (this.running === 0) this.close();
   }
 
@@ -235,7 +246,11 @@ export class LiveEngine {
       shape.pending.push(...mine);
       this.drainChanges(shape);
     }
-    for (const watcher of this.streamWatchers) if ([...watcher.tables].some((t) => tables.has(t))) watcher.wake();
+    for (const shape of this.streamShapes.values()) {
+      if (![...shape.tables].some((t) => tables.has(t))) continue;
+      shape.dirty = true;
+      this.drainStream(shape);
+    }
   }
 
   /** Evaluates a shape until it is clean; results of one shape are produced in commit order. */
@@ -558,32 +573,80 @@ export class LiveEngine {
     return scope.params ? this.api.rules.visibility(model.name, row, scope.params) : sql.true;
   }
 
-  /** `t_stream`: batches of rows past a cursor, in cursor order, then new rows as they commit. */
+  /**
+   * `t_stream`: batches of rows past a cursor, in cursor order, then new rows as they commit.
+   * Subscribers of the same shape share each statement (stream.ts); a subscriber whose batch is
+   * still unread is left out until it is read, so a slow reader holds back no one and nothing piles up.
+   */
   subscribeStream(caller: Caller, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
-    const tables = tablesRead(this.api, model, field);
-    const relations = relationsRead(this.api, model, field);
+    const compiled = compileStream(this.api, caller, model, field);
+    let fresh: StreamShapeState | null = {
+      ...compiled.shape,
+      subscribers: new Map(),
+      tables: tablesRead(this.api, model, field),
+      relations: relationsRead(this.api, model, field),
+      dirty: false,
+      waiting: new Set(),
+      running: false,
+    };
     return new Repeater<unknown>(async (push, stop) => {
-      const refused = this.refusal(relations);
+      const refused = this.refusal(fresh!.relations);
       if (refused) return void stop(refused);
-      let wake: () => void = () => {};
-      const watcher = { tables, relations, wake: () => wake(), end: (err: Error) => stop(err) };
-      this.streamWatchers.add(watcher);
+      const owner = this.shapeOf(this.streamShapes, fresh!);
+      fresh = null;
+      const sub: StreamSubscriber = {
+        sid: String(++this.sids),
+        values: compiled.values,
+        cursor: compiled.cursor,
+        busy: false,
+        again: false,
+        push: (rows) => push(rows),
+        fail: (err) => stop(subscriptionError(err, this.observer)),
+      };
+      owner.subscribers.set(sub.sid, sub);
       this.started();
-      let stopped = false;
-      void stop.then(() => {
-        stopped = true;
-        wake();
-      });
-      try {
-        for await (const batch of streamBatches(this.db, this.api, caller, model, field, () => new Promise<void>((resolve) => (wake = resolve)), () => stopped, this.count)) {
-          await push(batch);
-        }
-      } catch (err) {
-        stop(subscriptionError(err, this.observer));
-      } finally {
-        this.streamWatchers.delete(watcher);
-        this.ended();
+      owner.waiting.add(sub);
+      this.drainStream(owner);
+      await stop;
+      owner.waiting.delete(sub);
+      owner.subscribers.delete(sub.sid);
+      this.ended();
+      if (owner.subscribers.size === 0 && this.streamShapes.get(owner.key) === owner) {
+        this.streamShapes.delete(owner.key);
+        this.stats.shapes--;
       }
     });
+  }
+
+  /** Evaluates a stream shape until nothing waits; one evaluation of a shape at a time. */
+  private drainStream(shape: StreamShapeState): void {
+    if (shape.running) return;
+    shape.running = true;
+    const onRead = (sub: StreamSubscriber) => {
+      if (!sub.again || shape.subscribers.get(sub.sid) !== sub) return;
+      sub.again = false;
+      shape.waiting.add(sub);
+      this.drainStream(shape);
+    };
+    void (async () => {
+      try {
+        while (shape.dirty || shape.waiting.size) {
+          const subs = shape.dirty ? [...shape.subscribers.values()] : [...shape.waiting];
+          shape.dirty = false;
+          shape.waiting.clear();
+          const ready = subs.filter((sub) => {
+            // Unread: looked at again once read, for whatever this evaluation would have found.
+            if (sub.busy) sub.again = true;
+            return !sub.busy;
+          });
+          if (ready.length) await this.timed('stream', () => evaluateStream(this.db, shape, ready, this.batch, this.count, onRead));
+        }
+      } catch (err) {
+        // The database stayed unreachable through every retry: the streams end, their clients resubscribe.
+        for (const sub of [...shape.subscribers.values()]) sub.fail(err);
+      } finally {
+        shape.running = false;
+      }
+    })();
   }
 }

@@ -21,8 +21,8 @@ export { checkTotalRows } from './cost.ts';
 export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
 export { insertSql } from './mutate.ts';
-export { pkMatch, scopeFor, visibleAnd, type Scope } from './scope.ts';
-export { uncheckedInputs, verifyInputs } from './input.ts';
+export { pkMatch, scopeFor, toText, visibleAnd, type Scope } from './scope.ts';
+export { checkedValue, uncheckedInputs, verifyInputs } from './input.ts';
 export { rootField, type SelectedField } from './selection.ts';
 
 /** Root fields' SQL kept for recurring operations (plans.ts); each is a few KB of SQL fragments. */
