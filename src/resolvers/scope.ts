@@ -14,6 +14,11 @@ export interface Scope {
   perSubscriber?: true;
   /** The caller's claims as one bound json text (computed fields that take the session). */
   claims: () => SQL;
+  /**
+   * Answers are built as compact JSON text, byte for byte what graphql-js and JSON.stringify would
+   * send (passthrough.ts), instead of json values that GraphQL walks again.
+   */
+  jsonText?: true;
 }
 
 export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues, perSubscriber = false): Scope {
