@@ -128,6 +128,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     renderGraphiQL: async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
     // Keep yoga's own logging quiet; internal errors are reported by maskError.
     logging: false,
+    // limits.maxBodyBytes is enforced before yoga sees the request (readBody below); yoga's own limit
+    // piped every body through a web stream again (AbortSignals and a DOMException per request).
+    maxRequestBodySize: false,
     maskedErrors: { maskError },
     cors: (request) => {
       const origin = request.headers.get('origin');
