@@ -33,6 +33,9 @@ beforeAll(async () => {
       (4, 'alice', NULL, 1e30, 'NaN', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
       (5, 'bob', repeat('{', 40), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     INSERT INTO quirk (id, owner) SELECT g, 'quinn' FROM generate_series(100, 140) g;
+    -- Returns matching rows, hidden or not: the rules hide them.
+    CREATE FUNCTION search_document(q text) RETURNS SETOF document LANGUAGE sql STABLE
+      AS $$ SELECT * FROM document WHERE title LIKE '%' || q || '%' $$;
     CREATE TABLE tally (id int PRIMARY KEY, amount text NOT NULL);
     INSERT INTO tally VALUES (1, '5'), (2, 'lots');
   `);
@@ -42,7 +45,7 @@ beforeAll(async () => {
     // The rule's cast raises on the stored 'lots': reading row 2 fails for every caller.
     tally: { select: ['SELECT * FROM tally WHERE amount::int > 0'] },
   };
-  const config = { tables, limits: { maxTotalRows: MAX_TOTAL_ROWS } };
+  const config = { tables, functions: ['search_document'], limits: { maxTotalRows: MAX_TOTAL_ROWS } };
   passing = await startGateway(db, config);
   ordinary = await startGateway(db, config, 5, { passThrough: false });
   counts = passThroughOf(passing.gateway.yoga.getEnveloped({}).schema)!;
@@ -102,6 +105,9 @@ const CORPUS: Case[] = [
   { name: 'every field skipped', query: '{ account(order_by: {id: asc}) { id @skip(if: true) } }', passes: true },
   { name: 'nested list arguments', query: '{ account(order_by: {id: asc}) { id players(where: {level: {_gt: 2}}, order_by: {id: asc}, limit: 1) { id level } } }', passes: true },
   { name: 'offset and distinct_on', query: '{ membership(distinct_on: [grp_id], order_by: [{grp_id: asc}, {member: desc}]) { grp_id member } document(order_by: {id: asc}, offset: 1, limit: 2) { id } }', passes: true },
+  { name: 'a root function', query: '{ search_document(args: {q: "o"}, order_by: {id: asc}) { id title grp { name } } }', passes: true },
+  { name: 'a root function with a bad argument', query: '{ search_document(args: {q: "\\u0000"}) { id } }', passes: false },
+  { name: 'a root function aggregate', query: '{ search_document_aggregate(args: {q: "o"}) { aggregate { count } } }', passes: false },
   { name: 'relationship filter', query: '{ document(where: {grp: {name: {_eq: "design"}}}, order_by: {id: asc}) { id } }', passes: true },
   { name: 'scalars written by PostgreSQL', query: '{ quirk(order_by: {id: asc}, where: {id: {_lt: 10}}) { id owner body n d ts t u flag big small } }', passes: (who) => who !== 'bob' && who !== 'admin' },
   { name: 'a Float column', query: '{ quirk(order_by: {id: asc}) { id f } }', passes: false },

@@ -46,7 +46,7 @@ export interface Resolvers {
   deleteByPk(table: string): Resolver;
   /** A root function (`functions`): its rows as a list, or their aggregate. */
   fn(fn: RootFunction, kind: 'list' | 'aggregate'): Resolver;
-  /** Answers whole query operations of list and `_by_pk` reads as JSON text (passthrough.ts). */
+  /** Answers whole query operations of list, `_by_pk` and root function list reads as JSON text (passthrough.ts). */
   passThrough: PassThrough;
 }
 
@@ -111,7 +111,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
     };
 
   /** A read whose SQL the pass-through may build as text (its selection permitting). */
-  const passable = (table: string, build: (scope: Scope, model: TableModel, field: SelectedField) => SQL): Resolver =>
+  const passable = (table: string, build: (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => SQL): Resolver =>
     passThrough.register(query(table, build), { table, build });
 
   return {
@@ -164,11 +164,13 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
         const result = await deleteRows(tx, scope, model, pkWhere(scope, model, args), field.children);
         return result.returning[0] ?? null;
       }),
-    fn: (fn, kind) =>
-      query(fn.table, (scope, model, field, inputs) => {
+    fn: (fn, kind) => {
+      const build = (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => {
         const values = functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
         const call = sql`${sql.identifier(fn.fn.schema, fn.fn.name)}(${sql.join(fn.args.map((p, i) => bindValue(scope, p, values[i])), ', ')})`;
         return kind === 'list' ? listSql(scope, model, field, null, call) : aggregateSql(scope, model, field, null, call);
-      }),
+      };
+      return kind === 'list' ? passable(fn.table, build) : query(fn.table, build);
+    },
   };
 }

@@ -26,7 +26,7 @@ import { collect, selectedField, type Env, type SelectedField } from './selectio
 /**
  * Queries answered with the JSON text PostgreSQL writes, passed through to the response: no
  * postgres.js JSON parse, no graphql-js walk of the answer, no JSON.stringify. It applies when the
- * whole operation is reads whose answers need no resolver work (root lists and `_by_pk` of fields
+ * whole operation is reads whose answers need no resolver work (root lists, `_by_pk` and root function lists of fields
  * `textAnswerable` accepts, `__typename` anywhere); the SQL is the same as the resolvers' except
  * that each object is built as compact text (`Scope.jsonText`), so the visibility and the fence are
  * the resolvers' own. Anything else — another kind of field, variables that do not coerce, a
