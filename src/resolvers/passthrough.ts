@@ -26,10 +26,10 @@ import { collect, selectedField, type Env, type SelectedField } from './selectio
 /**
  * Queries answered with the JSON text PostgreSQL writes, passed through to the response: no
  * postgres.js JSON parse, no graphql-js walk of the answer, no JSON.stringify. It applies when the
- * whole operation is reads whose answers need no resolver work (root lists, `_by_pk` and root function lists of fields
- * `textAnswerable` accepts, `__typename` anywhere); the SQL is the same as the resolvers' except
- * that each object is built as compact text (`Scope.jsonText`), so the visibility and the fence are
- * the resolvers' own. Anything else — another kind of field, variables that do not coerce, a
+ * whole operation is reads whose answers need no resolver work (root lists, `_by_pk` and root
+ * function lists of fields `textAnswerable` accepts, `__typename` anywhere); the SQL is the
+ * resolvers' own except that each object is built as compact text (`Scope.jsonText`), so the
+ * visibility and the fence are theirs. Anything else — another kind of field, variables that do not coerce, a
  * failing statement or input, an answer that may exceed `maxTotalRows` — runs the ordinary way
  * (graphql-js execution), which gives the errors and partial results as before: the pass-through
  * only ever answers what would have been answered without any error. test/api-passthrough.test.ts
