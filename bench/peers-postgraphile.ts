@@ -6,8 +6,9 @@
  *   `rowgate policies --apply` installed decide what each caller sees.
  * - The caller: the same HS256 Bearer JWT as the gateway (verified with jose), from the HTTP
  *   `authorization` header or the graphql-ws `connection_init` payload; its sender claim becomes
- *   `pgSettings: { 'rowgate.sender': … }` in `grafast.context`, which PostGraphile applies per request
- *   with `set_config(…, true)` inside a transaction of its own.
+ *   `pgSettings: { [PEER_SETTING]: … }` (`rowgate.sender`, what rowgate's installed policies read; bench:query's
+ *   hand-written policies read `jwt.claims.sub`) in `grafast.context`, which PostGraphile applies per
+ *   request with `set_config(…, true)` inside a transaction of its own.
  * - Live updates: PostGraphile v5 has no live queries; its documented mechanism is a subscription field
  *   added with `extendSchema`, whose `subscribePlan` is Grafast's `listen()` on the `pgSubscriber`
  *   (LISTEN/NOTIFY, on by default in `makePgService`) and whose payload exposes `query: Query`, so each
@@ -17,7 +18,7 @@
  * - Every statement it sends is counted (a wrapper on the pool's clients); the parent reads the count,
  *   CPU and RSS (after GC) over IPC: `{ type: 'stats', gc? }` → `{ type: 'stats', … }`, `{ type: 'stop' }`.
  *
- * Environment: PEER_DATABASE_URL, PEER_JWT_SECRET, PEER_SENDER_CLAIM (sub), PEER_POOL (10), PEER_PORT (0).
+ * Environment: PEER_DATABASE_URL, PEER_JWT_SECRET, PEER_SENDER_CLAIM (sub), PEER_SETTING (rowgate.sender), PEER_POOL (10), PEER_PORT (0).
  * Prints `listening <port>` on stdout (and sends `{ type: 'listening', url }` over IPC when it has one).
  */
 import './peers-node22.ts';
@@ -38,6 +39,7 @@ const url = process.env['PEER_DATABASE_URL'];
 const secretText = process.env['PEER_JWT_SECRET'];
 if (!url || !secretText) throw new Error('PEER_DATABASE_URL and PEER_JWT_SECRET are required');
 const senderClaim = process.env['PEER_SENDER_CLAIM'] || 'sub';
+const setting = process.env['PEER_SETTING'] || 'rowgate.sender';
 const secret = new TextEncoder().encode(secretText);
 
 // The pool PostGraphile uses, with every statement counted (BEGIN, set_config, the query, COMMIT …).
@@ -110,7 +112,7 @@ const preset: GraphileConfig.Preset = {
       const authorization = ctx.ws ? ctx.ws.normalizedConnectionParams?.['authorization'] : ctx.node?.req?.headers['authorization'];
       const sender = await senderOf(authorization);
       // No sender: the setting is '' (NULL for the policies), which matches nothing.
-      return { pgSettings: { 'rowgate.sender': sender ?? '' } };
+      return { pgSettings: { [setting]: sender ?? '' } };
     },
   },
 };

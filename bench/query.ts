@@ -8,7 +8,8 @@
  * BENCH_DOCUMENTS (50000), BENCH_SENDERS (1000), BENCH_EXPLAIN=1 (print EXPLAIN ANALYZE of both
  * servers' SQL), BENCH_KEEP_DB=1 (keep the rowgate_bench database), FLOOR_PREPARE=0 (floors without
  * prepared statements), BENCH_TUNED=0 (skip the third, informational server: the floor with its
- * ORs of rules written as UNIONs), BENCH_CPU_PROF=DIR (the gateway writes a V8 CPU profile into DIR).
+ * ORs of rules written as UNIONs), BENCH_CPU_PROF=DIR (the gateway writes a V8 CPU profile into DIR),
+ * BENCH_PEER=0 (skip PostGraphile with hand-written RLS policies, bench/query-peer.ts, and the simple query).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { deepStrictEqual } from 'node:assert';
@@ -25,10 +26,13 @@ import { openBenchDatabase } from './database.ts';
 import { loadData, scaleFromEnv } from './data.ts';
 import { explainBoth } from './explain.ts';
 import { BENCH_QUERY } from './floor-sql.ts';
+import { fromPeer, installPeer, PEER_QUERY, PEER_ROLE, PEER_SETTING, PEER_SIMPLE_QUERY, SIMPLE_QUERY, type BenchAnswer } from './query-peer.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DATABASE = 'rowgate_bench';
 const TARGET = 0.7;
+/** rowgate against the PostGraphile peer, on both queries (issue 13). */
+const PEER_TARGET = 1.5;
 
 function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -81,11 +85,11 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-async function post(url: string, token: string): Promise<{ status: number; body: unknown }> {
+async function post(url: string, token: string, query: string): Promise<{ status: number; body: unknown }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query: BENCH_QUERY }),
+    body: JSON.stringify({ query }),
   });
   const text = await res.text();
   try {
@@ -95,42 +99,44 @@ async function post(url: string, token: string): Promise<{ status: number; body:
   }
 }
 
-interface Answer {
-  data: {
-    account: { id: number; name: string; players: { level: number; score: string }[] }[];
-    document: { id: number; title: string; grp: { name: string } | null }[];
-  };
-}
-
 /** Order is unspecified for account (no order_by) and players: sort those; documents are ordered. */
-function normalize(answer: Answer): Answer {
+function normalize(answer: BenchAnswer): BenchAnswer {
   const account = [...answer.data.account]
     .sort((a, b) => a.id - b.id)
-    .map((a) => ({ ...a, players: [...a.players].sort((x, y) => x.level - y.level || x.score.localeCompare(y.score)) }));
-  return { data: { account, document: answer.data.document } };
+    .map((a) => (a.players ? { ...a, players: [...a.players].sort((x, y) => x.level - y.level || x.score.localeCompare(y.score)) } : a));
+  return { data: { account, ...(answer.data.document ? { document: answer.data.document } : {}) } };
 }
 
+/** What is sent to the floor (or the peer) instead of the gateway's query, and how its answer reads. */
+interface Other {
+  gatewayQuery: string;
+  query: string;
+  answer: (body: unknown) => BenchAnswer;
+}
+const SAME: Other = { gatewayQuery: BENCH_QUERY, query: BENCH_QUERY, answer: (body) => body as BenchAnswer };
+
 /** Both servers must give the same answer to the same caller before anything is timed. */
-async function assertSameAnswers(gatewayUrl: string, floorName: string, floorUrl: string, senders: string[], tokenOf: (s: string) => string): Promise<void> {
+async function assertSameAnswers(gatewayUrl: string, floorName: string, floorUrl: string, senders: string[], tokenOf: (s: string) => string, other: Other = SAME): Promise<void> {
   let documents = 0;
   let hiddenGroups = 0;
   for (const sender of senders) {
-    const [g, f] = await Promise.all([post(gatewayUrl, tokenOf(sender)), post(floorUrl, tokenOf(sender))]);
+    const [g, f] = await Promise.all([post(gatewayUrl, tokenOf(sender), other.gatewayQuery), post(floorUrl, tokenOf(sender), other.query)]);
     const describe = () => `sender ${sender}\n gateway (${g.status}): ${JSON.stringify(g.body)}\n ${floorName} (${f.status}): ${JSON.stringify(f.body)}`;
     if (g.status !== 200 || f.status !== 200) throw new Error(`a server did not answer 200 for ${describe()}`);
-    const ga = g.body as Answer;
-    if (!ga.data || 'errors' in ga) throw new Error(`the gateway answered with errors for ${describe()}`);
+    const ga = g.body as BenchAnswer;
+    const fb = f.body as { errors?: unknown } | null;
+    if (!ga.data || 'errors' in ga || !fb || typeof fb !== 'object' || fb.errors) throw new Error(`a server answered with errors for ${describe()}`);
     try {
-      deepStrictEqual(normalize(ga), normalize(f.body as Answer));
+      deepStrictEqual(normalize(ga), normalize(other.answer(f.body)));
     } catch {
       throw new Error(`the gateway and the ${floorName} disagree for ${describe()}`);
     }
-    if (ga.data.account.length !== 1 || ga.data.account[0]!.players.length !== 1) throw new Error(`unexpected data for ${describe()}`);
-    documents += ga.data.document.length;
-    hiddenGroups += ga.data.document.filter((d) => d.grp === null).length;
+    if (ga.data.account.length !== 1 || (ga.data.account[0]!.players ?? [{}]).length !== 1) throw new Error(`unexpected data for ${describe()}`);
+    documents += ga.data.document?.length ?? 0;
+    hiddenGroups += ga.data.document?.filter((d) => d.grp === null).length ?? 0;
   }
   log(`same answers from the gateway and the ${floorName} for ${senders.length} senders (${documents} documents, ${hiddenGroups} with a hidden grp)`);
-  if (documents === 0) throw new Error('no documents visible to the checked senders: the data does not exercise the rules');
+  if (documents === 0 && other.gatewayQuery === BENCH_QUERY) throw new Error('no documents visible to the checked senders: the data does not exercise the rules');
 }
 
 /** CPU seconds used so far by process `pid` (user + system), from /proc; null where there is none. */
@@ -171,9 +177,9 @@ interface Measured {
   otherCpu: number | null;
 }
 
-async function load(name: string, url: string, tokens: string[], duration: number, connections: number): Promise<Measured> {
+async function load(name: string, url: string, query: string, tokens: string[], duration: number, connections: number): Promise<Measured> {
   let next = 0;
-  const body = JSON.stringify({ query: BENCH_QUERY });
+  const body = JSON.stringify({ query });
   const result = await autocannon({
     url,
     connections,
@@ -206,14 +212,14 @@ async function load(name: string, url: string, tokens: string[], duration: numbe
   };
 }
 
-async function measure(name: string, pid: number | undefined, url: string, tokens: string[], warmup: number, duration: number, connections: number): Promise<Measured> {
+async function measure(name: string, pid: number | undefined, url: string, tokens: string[], warmup: number, duration: number, connections: number, query = BENCH_QUERY): Promise<Measured> {
   log(`${name}: warming up ${warmup} s …`);
-  await load(name, url, tokens, warmup, connections);
+  await load(name, url, query, tokens, warmup, connections);
   log(`${name}: measuring ${duration} s at ${connections} connections …`);
   const server0 = processCpu(pid);
   const machine0 = machineCpu();
   const loader0 = process.cpuUsage();
-  const m = await load(name, url, tokens, duration, connections);
+  const m = await load(name, url, query, tokens, duration, connections);
   const loaderUsage = process.cpuUsage(loader0);
   const loader = (loaderUsage.user + loaderUsage.system) / 1e6;
   const server1 = processCpu(pid);
@@ -319,19 +325,41 @@ async function main(): Promise<void> {
         )
       : null;
     if (tuned) cleanup.push(() => stopChild(tuned.child));
+    // The peer a user would pick: PostGraphile with hand-written policies, as its role (no BYPASSRLS).
+    const withPeer = process.env['BENCH_PEER'] !== '0';
+    let peer: { child: ChildProcess; url: string } | null = null;
+    if (withPeer) {
+      const uninstall = await installPeer(sql);
+      cleanup.push(uninstall);
+      const peerUrl = new URL(benchUrl);
+      peerUrl.username = PEER_ROLE;
+      peerUrl.password = PEER_ROLE;
+      peer = await startChild(
+        'PostGraphile',
+        ['--import', 'tsx', 'bench/peers-postgraphile.ts'],
+        { ...childEnv, PEER_DATABASE_URL: peerUrl.toString(), PEER_JWT_SECRET: secret, PEER_SENDER_CLAIM: config.auth.jwt.senderClaim, PEER_SETTING, PEER_PORT: '0' },
+        /listening (\d+)/,
+      );
+      const started = peer;
+      cleanup.push(() => stopChild(started.child));
+    }
     const gatewayUrl = gateway.url.endsWith('/graphql') ? gateway.url : `${gateway.url.replace(/\/$/, '')}/graphql`;
 
     // 5. Same JSON for a handful of senders (some with write-only memberships, some authors).
     const check = ['u1', 'u2', 'u3', 'u9', 'u10', 'u11', 'u42', 'u500', senders[senders.length - 1]!].filter((s) => tokenBySender.has(s));
     await assertSameAnswers(gatewayUrl, 'floor', floor.url, check, tokenOf);
     if (tuned) await assertSameAnswers(gatewayUrl, 'tuned floor', tuned.url, check, tokenOf);
+    if (peer) {
+      await assertSameAnswers(gatewayUrl, 'PostGraphile', peer.url, check, tokenOf, { gatewayQuery: BENCH_QUERY, query: PEER_QUERY, answer: fromPeer });
+      await assertSameAnswers(gatewayUrl, 'PostGraphile (simple query)', peer.url, check, tokenOf, { gatewayQuery: SIMPLE_QUERY, query: PEER_SIMPLE_QUERY, answer: fromPeer });
+    }
 
     if (process.env['BENCH_EXPLAIN'] === '1') await explainBoth(sql, config, benchUrl, 'u1', tokenOf('u1'));
 
     // 6. One after the other: the machine has few cores, and PostgreSQL and autocannon share them.
     // BENCH_ROUNDS > 1 alternates the order (gateway first, then floor first, …) and sums the rounds.
     const rounds = envInt('BENCH_ROUNDS', 1);
-    const all: Measured[][] = [[], [], []];
+    const all: Measured[][] = [[], [], [], [], [], []];
     for (let r = 0; r < rounds; r++) {
       const suffix = rounds > 1 ? ` #${r + 1}` : '';
       const runGateway = async () => all[0]!.push(await measure(`gateway${suffix}`, gateway.child.pid, gatewayUrl, tokens, warmup, duration, connections));
@@ -344,11 +372,19 @@ async function main(): Promise<void> {
         await runGateway();
       }
       if (tuned) all[2]!.push(await measure(`floor, tuned SQL${suffix}`, tuned.child.pid, tuned.url, tokens, warmup, duration, connections));
+      if (peer) {
+        all[3]!.push(await measure(`PostGraphile, RLS${suffix}`, peer.child.pid, peer.url, tokens, warmup, duration, connections, PEER_QUERY));
+        all[4]!.push(await measure(`gateway, simple${suffix}`, gateway.child.pid, gatewayUrl, tokens, warmup, duration, connections, SIMPLE_QUERY));
+        all[5]!.push(await measure(`PostGraphile, RLS, simple${suffix}`, peer.child.pid, peer.url, tokens, warmup, duration, connections, PEER_SIMPLE_QUERY));
+      }
     }
     const g = combine('gateway', all[0]!);
     const f = combine('floor', all[1]!);
     const t = tuned ? combine('floor, tuned SQL', all[2]!) : null;
-    const rows = rounds > 1 ? [...all[0]!, g, ...all[1]!, f, ...(t ? [...all[2]!, t] : [])] : [g, f, ...(t ? [t] : [])];
+    const peers = peer ? (['PostGraphile, RLS', 'gateway, simple', 'PostGraphile, RLS, simple'] as const).map((name, i) => combine(name, all[3 + i]!)) : [];
+    const [pg, gs, ps] = peers;
+    const measured = [[g, all[0]!], [f, all[1]!], ...(t ? [[t, all[2]!]] : []), ...peers.map((m, i) => [m, all[3 + i]!])] as [Measured, Measured[]][];
+    const rows = rounds > 1 ? measured.flatMap(([sum, runs]) => [...runs, sum]) : measured.map(([sum]) => sum);
 
     // 7. The figures.
     const ratio = g.rps / f.rps;
@@ -358,6 +394,7 @@ async function main(): Promise<void> {
     console.log(`machine: node ${process.version}, PostgreSQL ${pgVersion}${process.env['DATABASE_URL'] ? '' : ' (embedded)'}, ${cpu.length} cores (${cpu[0]?.model.trim() ?? '?'})`);
     console.log(`data: ${Object.entries(counts).map(([t, n]) => `${t} ${n}`).join(', ')}`);
     console.log(`query: ${BENCH_QUERY.replace(/\s+/g, ' ')}`);
+    if (peer) console.log(`PostGraphile (hand-written RLS, bench/query-peer.ts): ${PEER_QUERY.replace(/\s+/g, ' ')}; simple: ${SIMPLE_QUERY} / ${PEER_SIMPLE_QUERY}`);
     console.log('');
     console.log(
       table([
@@ -385,7 +422,13 @@ async function main(): Promise<void> {
           '(the tuned floor writes each OR of rules as a UNION of index lookups; see bench/README.md)',
       );
     }
-    const failures = (t ? t.errors + t.non2xx + t.graphqlErrors : 0) + g.errors + g.non2xx + g.graphqlErrors + f.errors + f.non2xx + f.graphqlErrors;
+    if (pg && gs && ps) {
+      const nested = g.rps / pg.rps;
+      const simple = gs.rps / ps.rps;
+      const met = (r: number) => (r >= PEER_TARGET ? 'TARGET MET' : 'TARGET NOT MET');
+      console.log(`gateway / PostGraphile (hand-written RLS): nested ${nested.toFixed(2)}× (${met(nested)}), simple ${simple.toFixed(2)}× (${met(simple)}) (target ≥ ${PEER_TARGET}×)`);
+    }
+    const failures = [g, f, ...(t ? [t] : []), ...peers].reduce((n, m) => n + m.errors + m.non2xx + m.graphqlErrors, 0);
     if (failures > 0) console.log(`WARNING: ${failures} failed requests; the figures above are not trustworthy`);
   } finally {
     await runCleanup();

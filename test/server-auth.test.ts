@@ -247,12 +247,18 @@ describe('RS256 and ES256 through a JWKS file', async () => {
   });
 });
 
-describe('verification keys are imported once', async () => {
+/** A JWKS file (removed after the tests) holding one RSA key, `rsa-1`. */
+async function rsaJwksFile(): Promise<{ jwksPath: string; rsa: { privateKey: CryptoKey } }> {
   const dir = mkdtempSync(join(tmpdir(), 'rowgate-keys-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const jwksPath = join(dir, 'jwks.json');
   const rsa = await generateKeyPair('RS256', { extractable: true });
   writeFileSync(jwksPath, JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid: 'rsa-1', alg: 'RS256', use: 'sig' }] }));
+  return { jwksPath, rsa };
+}
+
+describe('verification keys are imported once', async () => {
+  const { jwksPath, rsa } = await rsaJwksFile();
   const rs256 = (sub: string) => new SignJWT({ sub, exp: now() + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
   const hs512 = (sub: string) => new SignJWT({ sub, exp: now() + 60 }).setProtectedHeader({ alg: 'HS512' }).sign(secretKey());
 
@@ -273,6 +279,46 @@ describe('verification keys are imported once', async () => {
       await expect(authenticator.fromRequest(new Headers(bearer(await hs256({ sub: 'a', exp }, 'another-secret-another-secret-another'))))).rejects.toThrow(/bad signature/);
     } finally {
       importKey.mockRestore();
+    }
+  });
+});
+
+describe('verified tokens are kept', async () => {
+  const { jwksPath, rsa } = await rsaJwksFile();
+  const auth = parseConfig({ tables: {}, auth: { jwt: { secret: SECRET, algorithms: ['HS256', 'RS256'], jwksFile: jwksPath, clockTolerance: 5 } } }, {}).auth;
+
+  // The same HMAC token on every request: one signature check while it lasts (bench:query's profile).
+  it("checks an HMAC token's signature once, and refuses it from cache once exp + clockTolerance has passed", async () => {
+    const exp = now() + 60;
+    const token = await hs256({ sub: 'a', exp });
+    const verify = vi.spyOn(crypto.subtle, 'verify');
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const authenticator = createAuthenticator(auth);
+      for (let i = 0; i < 3; i++) expect((await authenticator.fromRequest(new Headers(bearer(token)))).identity.sender).toBe('a');
+      expect(verify).toHaveBeenCalledTimes(1);
+      // A token differing in one byte of its signature is checked, and refused.
+      const tampered = token.slice(0, -10) + (token.at(-10) === 'A' ? 'B' : 'A') + token.slice(-9);
+      await expect(authenticator.fromRequest(new Headers(bearer(tampered)))).rejects.toThrow(/signature|malformed/);
+      vi.setSystemTime((exp + 4) * 1000);
+      expect((await authenticator.fromRequest(new Headers(bearer(token)))).identity.sender).toBe('a');
+      vi.setSystemTime((exp + 5) * 1000);
+      await expect(authenticator.fromRequest(new Headers(bearer(token)))).rejects.toThrow(/expired/);
+    } finally {
+      vi.useRealTimers();
+      verify.mockRestore();
+    }
+  });
+
+  it('checks a JWKS-signed token every time (a key removed from the file stops it at once)', async () => {
+    const token = await new SignJWT({ sub: 'r', exp: now() + 60 }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey);
+    const verify = vi.spyOn(crypto.subtle, 'verify');
+    try {
+      const authenticator = createAuthenticator(auth);
+      for (let i = 0; i < 2; i++) expect((await authenticator.fromRequest(new Headers(bearer(token)))).identity.sender).toBe('r');
+      expect(verify).toHaveBeenCalledTimes(2);
+    } finally {
+      verify.mockRestore();
     }
   });
 });

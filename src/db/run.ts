@@ -17,7 +17,12 @@ export function compileSql(query: SQL): { text: string; values: unknown[] } {
  * `bind` gives the values to send for the compiled ones (a caller's, for SQL built with slots).
  */
 export function runSql<T extends object = Record<string, unknown>>(db: Sql, query: SQL, prepared?: PreparedStatements, bind?: (values: unknown[]) => unknown[]): Promise<T[]> {
-  const { text, values } = compileSql(query);
+  return runCompiledSql<T>(db, compileSql(query), prepared, bind);
+}
+
+/** As runSql, for SQL compiled once (by compileSql) and run many times. */
+export function runCompiledSql<T extends object = Record<string, unknown>>(db: Sql, compiled: { text: string; values: unknown[] }, prepared?: PreparedStatements, bind?: (values: unknown[]) => unknown[]): Promise<T[]> {
+  const { text, values } = compiled;
   return db.unsafe<T[]>(text, (bind ? bind(values) : values) as never[], { prepare: prepared?.admit(text) ?? false });
 }
 

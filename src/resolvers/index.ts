@@ -12,11 +12,13 @@ import { insertObjects } from './insert.ts';
 import { aggregateSql, byPkSql, listSql } from './query.ts';
 import { bindValue, callerIndependentScope, pkMatch, scopeFor, tableModel, type Scope } from './scope.ts';
 import { Plans } from './plans.ts';
+import { PassThrough } from './passthrough.ts';
 import { rootField, type SelectedField } from './selection.ts';
 import { functionArgs, verifyInputs, uncheckedInputs, type UncheckedInput } from './input.ts';
 import { writeWhere } from './where.ts';
 
 export { useMutationTransaction } from './transaction.ts';
+export { PassThrough, passThroughFor, passThroughOf, usePassThrough } from './passthrough.ts';
 export { checkTotalRows } from './cost.ts';
 export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
@@ -44,6 +46,8 @@ export interface Resolvers {
   deleteByPk(table: string): Resolver;
   /** A root function (`functions`): its rows as a list, or their aggregate. */
   fn(fn: RootFunction, kind: 'list' | 'aggregate'): Resolver;
+  /** Answers whole query operations of list, `_by_pk` and root function list reads as JSON text (passthrough.ts). */
+  passThrough: PassThrough;
 }
 
 function returningOf(field: SelectedField, name = 'returning'): SelectedField[] {
@@ -66,6 +70,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
   // recurring operation is planned once per connection instead of on every request.
   const batcher = new RootFieldBatcher(preparedStatementsOf(db, api.preparedStatements));
   const plans = new Plans(PLANS_KEPT);
+  const passThrough = new PassThrough(api, db, preparedStatementsOf(db, api.preparedStatements), PLANS_KEPT);
   /** Runs one root field's SQL (with the operation's other root fields); PostgreSQL builds the JSON answer. */
   const query =
     (table: string, build: (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => SQL): Resolver =>
@@ -105,10 +110,15 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       }
     };
 
+  /** A read whose SQL the pass-through may build as text (its selection permitting). */
+  const passable = (table: string, build: (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => SQL): Resolver =>
+    passThrough.register(query(table, build), { table, build });
+
   return {
-    list: (table) => query(table, (scope, model, field) => listSql(scope, model, field)),
+    passThrough,
+    list: (table) => passable(table, (scope, model, field) => listSql(scope, model, field)),
     aggregate: (table) => query(table, (scope, model, field) => aggregateSql(scope, model, field)),
-    byPk: (table) => query(table, (scope, model, field) => byPkSql(scope, model, field)),
+    byPk: (table) => passable(table, (scope, model, field) => byPkSql(scope, model, field)),
     insert: (table) =>
       mutation(table, async (tx, model, field, ctx, args) =>
         response(field, await insertObjects(tx, scopeFor(api, ctx.caller), ctx.caller, model, args['objects'] as Record<string, unknown>[], args['on_conflict'] as Record<string, unknown> | undefined, returningOf(field))),
@@ -154,11 +164,13 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
         const result = await deleteRows(tx, scope, model, pkWhere(scope, model, args), field.children);
         return result.returning[0] ?? null;
       }),
-    fn: (fn, kind) =>
-      query(fn.table, (scope, model, field, inputs) => {
+    fn: (fn, kind) => {
+      const build = (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => {
         const values = functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
         const call = sql`${sql.identifier(fn.fn.schema, fn.fn.name)}(${sql.join(fn.args.map((p, i) => bindValue(scope, p, values[i])), ', ')})`;
         return kind === 'list' ? listSql(scope, model, field, null, call) : aggregateSql(scope, model, field, null, call);
-      }),
+      };
+      return kind === 'list' ? passable(fn.table, build) : query(fn.table, build);
+    },
   };
 }

@@ -23,8 +23,7 @@ const MAX_KEY_VARIABLES = 4096;
  */
 export class Plans {
   private readonly cache: LRUCache<string, Plan>;
-  private readonly ids = new WeakMap<object, number>();
-  private nextId = 1;
+  private readonly ids = new NodeIds();
   /** Requests answered from a kept plan, and requests that built one. */
   hits = 0;
   misses = 0;
@@ -49,14 +48,21 @@ export class Plans {
   private key(info: GraphQLResolveInfo, admin: boolean): string | null {
     const variables = JSON.stringify(info.variableValues);
     if (variables.length > MAX_KEY_VARIABLES) return null;
-    const nodes = [info.operation, ...info.fieldNodes].map((n) => this.id(n)).join(',');
+    const nodes = [info.operation, ...info.fieldNodes].map((n) => this.ids.of(n)).join(',');
     return `${admin ? 'admin' : 'caller'}|${nodes}|${variables}`;
   }
 
-  private id(node: object): number {
+}
+
+/** A number per object (a parsed document's node), for cache keys; gone with the object. */
+export class NodeIds {
+  private readonly ids = new WeakMap<object, number>();
+  private next = 1;
+
+  of(node: object): number {
     let id = this.ids.get(node);
     if (id === undefined) {
-      id = this.nextId++;
+      id = this.next++;
       this.ids.set(node, id);
     }
     return id;

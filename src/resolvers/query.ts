@@ -24,16 +24,63 @@ function buildObject(pairs: [string, SQL][]): SQL {
   return chunks.length === 1 ? chunks[0]! : sql`(${sql.join(chunks, ' || ')})::json`;
 }
 
+/**
+ * An object as compact JSON text, keys in selection order, each value already JSON text: what
+ * JSON.stringify writes (json_build_object's text has spaces, and jsonb reorders keys).
+ */
+function textObject(pairs: [string, SQL][]): SQL {
+  if (pairs.length === 0) return sql`'{}'::text`;
+  const parts = pairs.map(([k, v], i) => sql`${sql.literal(`${i === 0 ? '{' : ','}${JSON.stringify(k)}:`)} || ${v}`);
+  return sql`(${sql.join(parts, ' || ')} || '}')`;
+}
+
+/** A value as JSON text ('null' for NULL): to_json formats it as json_build_object would. */
+function jsonText(value: SQL): SQL {
+  return sql`coalesce(to_json(${value})::text, 'null')`;
+}
+
+/** The rows' objects (`item`, JSON text) as one compact JSON array, `[]` for none. */
+function textArray(item: SQL, orderSql: SQL): SQL {
+  return sql`coalesce('[' || string_agg(${item}, ','${orderSql}) || ']', '[]')`;
+}
+
+/** A row's object, as json or as JSON text (`scope.jsonText`). */
+function objectOf(scope: Scope, pairs: [string, SQL][]): SQL {
+  return scope.jsonText ? textObject(pairs) : buildObject(pairs);
+}
+
+/** Scalars whose JSON text from PostgreSQL is what graphql-js sends (Float and json are written differently by JS). */
+const TEXT_SAFE_SCALARS = new Set(['Int', 'String', 'Boolean', 'bigint', 'numeric', 'uuid', 'timestamptz', 'timestamp', 'date']);
+
+/**
+ * Whether `fields` of `model` can be answered as JSON text (`scope.jsonText`): columns of scalars
+ * PostgreSQL writes exactly as graphql-js would, object and array relationships of such fields, and
+ * `__typename`. Not computed fields (any return type), aggregates, json columns, Floats, or lists.
+ */
+export function textAnswerable(scope: Scope, model: TableModel, fields: SelectedField[]): boolean {
+  return fields.every((f) => {
+    if (f.typename !== undefined) return true;
+    const col = model.readable.find((c) => c.name === f.name);
+    if (col) return !col.scalar.list && TEXT_SAFE_SCALARS.has(col.scalar.name);
+    const rel = model.relationships.find((r) => r.name === f.name);
+    return rel !== undefined && textAnswerable(scope, tableModel(scope, rel.target), f.children);
+  });
+}
+
 /** The JSON object for row `alias` of `model` with the fields selected. */
 export function rowJson(scope: Scope, model: TableModel, alias: Alias, fields: SelectedField[]): SQL {
   const pairs: [string, SQL][] = fields.map((f) => [f.key, fieldSql(scope, model, alias, f)]);
-  return buildObject(pairs);
+  return objectOf(scope, pairs);
 }
 
 function fieldSql(scope: Scope, model: TableModel, alias: Alias, f: SelectedField): SQL {
+  if (f.typename !== undefined) return scope.jsonText ? sql.literal(JSON.stringify(f.typename)) : sql`${sql.literal(f.typename)}::text`;
   const col = model.readable.find((c) => c.name === f.name);
   if (col && f.args['path'] !== undefined && f.args['path'] !== null) return sql`(${sql.identifier(alias, col.name)} #> ${scope.binder.textArray(jsonPath(f.args['path'], `${model.name}.${col.name}`))})`;
-  if (col) return col.scalar.asText ? sql`${sql.identifier(alias, col.name)}::text${col.scalar.list ? sql`[]` : sql.blank}` : sql.identifier(alias, col.name);
+  if (col) {
+    const value = col.scalar.asText ? sql`${sql.identifier(alias, col.name)}::text${col.scalar.list ? sql`[]` : sql.blank}` : sql.identifier(alias, col.name);
+    return scope.jsonText ? jsonText(value) : value;
+  }
   const computed = model.computed.find((c) => c.name === f.name);
   if (computed) return computedSql(scope, model, alias, computed);
   const rel = model.relationships.find((r) => r.name === f.name);
@@ -61,7 +108,8 @@ function objectRelationship(scope: Scope, rel: Relationship, alias: Alias, f: Se
   const target = tableModel(scope, rel.target);
   const other = Symbol(rel.target);
   const where = and([joinCondition(rel, alias, other), visible(scope, rel.target, other)]);
-  return sql`(SELECT ${rowJson(scope, target, other, f.children)} FROM ${tableRef(scope, rel.target)} AS ${sql.identifier(other)} WHERE ${where} LIMIT 1)`;
+  const row = sql`(SELECT ${rowJson(scope, target, other, f.children)} FROM ${tableRef(scope, rel.target)} AS ${sql.identifier(other)} WHERE ${where} LIMIT 1)`;
+  return scope.jsonText ? sql`coalesce(${row}, 'null')` : row;
 }
 
 function count(value: unknown, name: string, max: number): number | null {
@@ -157,7 +205,8 @@ function rowsSource(
 export function listSql(scope: Scope, model: TableModel, f: SelectedField, extra: ((alias: Alias) => SQL) | null = null, source: SQL | null = null): SQL {
   const { from, alias, order } = rowsSource(scope, model, f.args, extra, true, source);
   const orderSql = order.length ? sql` ORDER BY ${sql.join(order, ', ')}` : sql.blank;
-  return sql`(SELECT coalesce(json_agg(${rowJson(scope, model, alias, f.children)}${orderSql}), '[]'::json) FROM ${from})`;
+  const row = rowJson(scope, model, alias, f.children);
+  return sql`(SELECT ${scope.jsonText ? textArray(row, orderSql) : sql`coalesce(json_agg(${row}${orderSql}), '[]'::json)`} FROM ${from})`;
 }
 
 /** `t_by_pk(pk…)`: the row's JSON, or null when it does not exist or is hidden. */

@@ -19,6 +19,11 @@ export interface Scope {
    * the tables as they were at a change (live/as-of.ts). Filters and the rules they apply use it.
    */
   relation?: Relation;
+  /**
+   * Answers are built as compact JSON text, byte for byte what graphql-js and JSON.stringify would
+   * send (passthrough.ts), instead of json values that GraphQL walks again.
+   */
+  jsonText?: true;
 }
 
 export function scopeFor(api: ApiModel, caller: Caller, binder: Binder = boundValues, perSubscriber = false): Scope {

@@ -10,6 +10,7 @@ import {
   type FragmentDefinitionNode,
   type GraphQLField,
   type GraphQLObjectType,
+  type GraphQLOutputType,
   type GraphQLResolveInfo,
   type SelectionSetNode,
 } from 'graphql';
@@ -22,11 +23,15 @@ export interface SelectedField {
   args: Record<string, unknown>;
   /** The fields selected inside it; empty for scalars. */
   children: SelectedField[];
+  /** For `__typename`, kept only when asked for (`Env.typenames`): the name of the object type. */
+  typename?: string;
 }
 
-interface Env {
+export interface Env {
   fragments: Record<string, FragmentDefinitionNode>;
   variables: Record<string, unknown>;
+  /** Keep `__typename` fields (the pass-through writes them in SQL); otherwise GraphQL answers them. */
+  typenames?: boolean;
 }
 
 function included(node: { directives?: readonly unknown[] }, env: Env): boolean {
@@ -36,7 +41,8 @@ function included(node: { directives?: readonly unknown[] }, env: Env): boolean 
   return getDirectiveValues(GraphQLIncludeDirective, n, env.variables)?.['if'] !== false;
 }
 
-function collect(set: SelectionSetNode | undefined, env: Env, into: Map<string, FieldNode[]>, seen: Set<string>): void {
+/** The fields of a selection set by response key, in GraphQL's order, through fragments, @skip and @include. */
+export function collect(set: SelectionSetNode | undefined, env: Env, into: Map<string, FieldNode[]>, seen: Set<string>): void {
   for (const sel of set?.selections ?? []) {
     if (!included(sel, env)) continue;
     if (sel.kind === Kind.FIELD) {
@@ -60,6 +66,10 @@ function select(nodes: readonly FieldNode[], type: GraphQLObjectType, env: Env):
   for (const [key, group] of byKey) {
     const first = group[0]!;
     const name = first.name.value;
+    if (name === '__typename' && env.typenames) {
+      fields.push({ key, name, args: {}, children: [], typename: type.name });
+      continue;
+    }
     if (name.startsWith('__')) continue; // __typename is answered by GraphQL itself
     const def: GraphQLField<unknown, unknown> | undefined = type.getFields()[name];
     if (!def) continue;
@@ -77,13 +87,13 @@ function select(nodes: readonly FieldNode[], type: GraphQLObjectType, env: Env):
 /** The root field being resolved, with its arguments and everything selected under it. */
 export function rootField(info: GraphQLResolveInfo, args: Record<string, unknown>): SelectedField {
   const env: Env = { fragments: info.fragments, variables: info.variableValues };
-  const type = getNamedType(info.returnType);
-  return {
-    key: info.path.key as string,
-    name: info.fieldName,
-    args,
-    children: isObjectType(type) ? select(info.fieldNodes, type, env) : [],
-  };
+  return selectedField(info.path.key as string, info.fieldNodes, info.returnType, args, env);
+}
+
+/** The field under response key `key` (its `nodes`, of type `type`), with everything selected under it. */
+export function selectedField(key: string, nodes: readonly FieldNode[], type: GraphQLOutputType, args: Record<string, unknown>, env: Env): SelectedField {
+  const named = getNamedType(type);
+  return { key, name: nodes[0]!.name.value, args, children: isObjectType(named) ? select(nodes, named, env) : [] };
 }
 
 export function child(field: SelectedField, name: string): SelectedField[] {

@@ -2,7 +2,7 @@ import type { GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.ts';
 import type { Catalog, Sql } from '../db/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
-import { createResolvers } from '../resolvers/index.ts';
+import { createResolvers, passThroughFor } from '../resolvers/index.ts';
 import { buildGraphQLSchema } from './build.ts';
 import { LiveEngine, type ChangeSource, type LiveStats } from '../live/index.ts';
 import { buildModel, type ApiModel } from './model.ts';
@@ -40,7 +40,10 @@ export function buildApi(opts: SchemaOptions): BuiltSchema {
   const api: ApiModel = buildModel(opts.config, opts.catalog, opts.rules);
   const live = opts.changes ? new LiveEngine(api, opts.liveSql ?? opts.sql, opts.changes, opts.config.limits.subscribersPerStatement, opts.liveStats) : null;
   try {
-    return { schema: buildGraphQLSchema(api, createResolvers(api, opts.sql), live), live };
+    const resolvers = createResolvers(api, opts.sql);
+    const schema = buildGraphQLSchema(api, resolvers, live);
+    passThroughFor(schema, resolvers.passThrough);
+    return { schema, live };
   } catch (err) {
     // The engine already follows the change feed; a schema that failed to build must not leave it there.
     live?.close();

@@ -7,7 +7,7 @@ import type { Config } from '../config/index.ts';
 import type { ChangeBatch } from '../db/changes/index.ts';
 import type { Sql } from '../db/index.ts';
 import type { LiveEngine, LiveObserver } from '../live/index.ts';
-import { useMutationTransaction } from '../resolvers/index.ts';
+import { useMutationTransaction, usePassThrough } from '../resolvers/index.ts';
 import type { GraphQLContext } from '../schema/context.ts';
 import type { Authenticator } from './auth.ts';
 import { useCallerConcurrency } from './concurrency.ts';
@@ -60,6 +60,11 @@ export interface GatewayOptions {
   feed?: { onChanges(listener: (batch: ChangeBatch) => void): () => void };
   /** Where spans go with `tracing.enabled`; defaults to OpenTelemetry's global provider. */
   tracerProvider?: TracerProvider;
+  /**
+   * Answer queries that need no resolver work with PostgreSQL's JSON text (resolvers/passthrough.ts);
+   * default true. false runs every operation through graphql-js (the differential test's other side).
+   */
+  passThrough?: boolean;
 }
 
 /** Open long-lived connections, for benchmarks and monitoring. */
@@ -123,6 +128,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     renderGraphiQL: async (opts) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(opts),
     // Keep yoga's own logging quiet; internal errors are reported by maskError.
     logging: false,
+    // limits.maxBodyBytes is enforced before yoga sees the request (readBody below); yoga's own limit
+    // piped every body through a web stream again (AbortSignals and a DOMException per request).
+    maxRequestBodySize: false,
     maskedErrors: { maskError },
     cors: (request) => {
       const origin = request.headers.get('origin');
@@ -130,7 +138,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       return origin ? { origin: [origin], credentials: true } : {};
     },
     // The transaction wraps execution, so it sees every root field of a mutation and its errors;
-    // the per-caller limit wraps the transaction, so a refused mutation never takes a connection.
+    // the per-caller limit wraps the transaction and the pass-through, so a refused operation never
+    // takes a connection.
     // Hasura's codes are mapped after the request record has counted rowgate's.
     plugins: [
       { onPluginInit: ({ setSchema }: { setSchema: (schema: GraphQLSchema) => void }) => void (replaceSchema = setSchema) },
@@ -141,6 +150,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       useErrorCodes(),
       useQueryLimits({ maxDepth: config.limits.maxDepth }),
       useMutationTransaction(sql),
+      ...(options.passThrough === false ? [] : [usePassThrough()]),
       useCallerConcurrency(config.limits.perCallerConcurrency),
       useGraphQLSubscribe(),
       useResumableSse(),

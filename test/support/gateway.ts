@@ -3,7 +3,7 @@ import { parseConfig, type Config } from '../../src/config/index.ts';
 import { connect, type Sql } from '../../src/db/index.ts';
 import { buildSchema } from '../../src/schema/index.ts';
 import { createAuthenticator } from '../../src/server/auth.ts';
-import { createGateway, type Gateway } from '../../src/server/http.ts';
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/server/http.ts';
 import { createLogger } from '../../src/server/log.ts';
 import { signToken } from '../../src/server/token.ts';
 import type { TestDatabase } from './db.ts';
@@ -28,14 +28,14 @@ export interface TestGateway {
   gql(who: string | null, query: string, variables?: Record<string, unknown>): Promise<GraphQLResponse>;
 }
 
-/** A real gateway on a free port over the test database, configured with `config` (tables, limits …). */
-export async function startGateway(db: TestDatabase, config: Record<string, unknown>, pool = 5): Promise<TestGateway> {
+/** A real gateway on a free port over the test database, configured with `config` (tables, limits …); `options` go to createGateway. */
+export async function startGateway(db: TestDatabase, config: Record<string, unknown>, pool = 5, options: Pick<GatewayOptions, 'passThrough'> = {}): Promise<TestGateway> {
   const parsed = parseConfig({ auth: { jwt: { secret: SECRET }, adminSecret: ADMIN_SECRET }, ...config }, {});
   const rules = await compile(db, config['tables'] as Record<string, unknown>, config['functions'] ? { functions: config['functions'] } : {});
   // The gateway's own pool, with the statement timeout `rowgate serve` would set.
   const sql = connect(db.url, { max: pool }, { statementTimeoutMs: parsed.limits.statementTimeoutMs });
   const schema = buildSchema({ config: parsed, catalog: await db.catalog(), rules, sql });
-  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent') });
+  const gateway = createGateway({ config: parsed, schema, sql, authenticator: createAuthenticator(parsed.auth), logInternalError: () => {}, logger: createLogger('silent'), ...options });
   const { url } = await gateway.listen(0);
   afterAll(async () => {
     await gateway.close();
