@@ -2,9 +2,9 @@ import { GraphQLError } from 'graphql';
 import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
 import { compileSql, isConnectionError, type Sql } from '../db/index.ts';
-import { aggregateSql, byPkSql, listSql, pkMatch, rowJson, scopeFor, uncheckedInputs, verifyInputs, visibleAnd, whereSql, type SelectedField } from '../resolvers/index.ts';
+import { aggregateSql, byPkSql, functionArgs, functionCall, listSql, pkMatch, rowJson, scopeFor, uncheckedInputs, verifyInputs, visibleAnd, whereSql, type SelectedField } from '../resolvers/index.ts';
 import type { Caller } from '../rules/index.ts';
-import type { ApiModel, TableModel } from '../schema/index.ts';
+import type { ApiModel, RootFunction, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
 import { asOfRelation, asOfSpec, deltaVisibility } from './as-of.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
@@ -335,18 +335,26 @@ export class LiveEngine {
    * Casts, apart from any row, the subscription's values that only PostgreSQL can check (see
    * resolvers/input.ts): refused before the subscription exists, whatever the data holds.
    */
-  checkInputs(model: TableModel, field: SelectedField): Promise<void> {
-    return verifyInputs(this.db, uncheckedInputs(this.api, model, field));
+  checkInputs(model: TableModel, field: SelectedField, fn?: RootFunction): Promise<void> {
+    const inputs = uncheckedInputs(this.api, model, field);
+    if (fn) functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
+    return verifyInputs(this.db, inputs);
   }
 
-  /** A live query: the first result at once, then a new one after each commit that changes it. */
-  subscribeLive(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
+  /**
+   * A live query: the first result at once, then a new one after each commit that changes it.
+   * `fn`: a root function's rows instead of the table's (`fn(args)` as a subscription). What a
+   * function reads is not known, so every commit to a captured table re-evaluates it, for everyone.
+   */
+  subscribeLive(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField, fn?: RootFunction): AsyncIterable<unknown> {
     const binder = new ColumnBinder();
     const scope = scopeFor(this.api, caller, binder, true);
-    const targets = targeting(this.api, model, field, kind);
+    const targets = fn ? { root: null, children: new Map() } : targeting(this.api, model, field, kind);
     const keys = new RootKeys(kind, field, targets.children);
     const selected = keys.withKeys();
-    const expr = kind === 'list' ? listSql(scope, model, selected) : kind === 'byPk' ? byPkSql(scope, model, selected) : aggregateSql(scope, model, selected);
+    const call = fn ? functionCall(scope, fn, selected, []) : null;
+    const expr =
+      kind === 'list' ? listSql(scope, model, selected, null, call) : kind === 'byPk' ? byPkSql(scope, model, selected) : aggregateSql(scope, model, selected, null, call);
     // Rendered after expr, with the same binder: its values are the columns after expr's. (No
     // closures here: one would keep this call's scope and field alive as long as the subscription.)
     const visible = targets.root === null ? null : this.visibleFor(scope, model, IMAGE);
@@ -365,8 +373,8 @@ export class LiveEngine {
       match,
       keys: keys.tracked ? keys : null,
       width: binder.values.length,
-      tables: tablesRead(this.api, model, field),
-      relations: relationsRead(this.api, model, field),
+      tables: fn ? this.capturedTables() : tablesRead(this.api, model, field),
+      relations: fn ? new Set([...relationsRead(this.api, model, field), fn.name]) : relationsRead(this.api, model, field),
       subscribers: new Map(),
       dirty: false,
       images: [],
@@ -616,6 +624,13 @@ export class LiveEngine {
         this.stats.shapes--;
       }
     });
+  }
+
+  /** Every table the change log can hold a change of: the listed ones and those their rules read, as capture installs them. */
+  private capturedTables(): Set<string> {
+    const all = new Set<string>();
+    for (const name of this.api.tables.keys()) for (const t of this.api.rules.readsTables(name)) for (const b of this.api.reads(t)) all.add(b);
+    return all;
   }
 
   /** Evaluates a stream shape until nothing waits; one evaluation of a shape at a time. */

@@ -24,7 +24,7 @@ export { rowJson, listSql, aggregateSql, byPkSql } from './query.ts';
 export { whereSql } from './where.ts';
 export { insertSql } from './mutate.ts';
 export { pkMatch, scopeFor, toText, visibleAnd, type Scope } from './scope.ts';
-export { checkedValue, uncheckedInputs, verifyInputs } from './input.ts';
+export { checkedValue, functionArgs, uncheckedInputs, verifyInputs, type UncheckedInput } from './input.ts';
 export { rootField, type SelectedField } from './selection.ts';
 
 /** Root fields' SQL kept for recurring operations (plans.ts); each is a few KB of SQL fragments. */
@@ -33,6 +33,15 @@ const PLANS_KEPT = 1000;
 type Resolver = GraphQLFieldResolver<unknown, GraphQLContext & { tx?: Sql }, Record<string, unknown>>;
 
 /** Root field resolvers, one per operation kind, each made for a table. */
+/**
+ * `fn(args)` of a root function field, its arguments checked as column values (those only
+ * PostgreSQL can check go to `inputs`) and bound: the rows a list or aggregate reads instead of the table.
+ */
+export function functionCall(scope: Scope, fn: RootFunction, field: SelectedField, inputs: UncheckedInput[]): SQL {
+  const values = functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
+  return sql`${sql.identifier(fn.fn.schema, fn.fn.name)}(${sql.join(fn.args.map((p, i) => bindValue(scope, p, values[i])), ', ')})`;
+}
+
 export interface Resolvers {
   list(table: string): Resolver;
   byPk(table: string): Resolver;
@@ -166,8 +175,7 @@ export function createResolvers(api: ApiModel, db: Sql): Resolvers {
       }),
     fn: (fn, kind) => {
       const build = (scope: Scope, model: TableModel, field: SelectedField, inputs: UncheckedInput[]) => {
-        const values = functionArgs(fn.args, field.args['args'] as Record<string, unknown> | undefined, `${fn.name}.args`, inputs);
-        const call = sql`${sql.identifier(fn.fn.schema, fn.fn.name)}(${sql.join(fn.args.map((p, i) => bindValue(scope, p, values[i])), ', ')})`;
+        const call = functionCall(scope, fn, field, inputs);
         return kind === 'list' ? listSql(scope, model, field, null, call) : aggregateSql(scope, model, field, null, call);
       };
       return kind === 'list' ? passable(fn.table, build) : query(fn.table, build);

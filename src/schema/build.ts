@@ -1,7 +1,7 @@
 import SchemaBuilder from '@pothos/core';
 import type { GraphQLSchema } from 'graphql';
 import type { GraphQLContext } from './context.ts';
-import { nestedInsert, type ApiModel, type ColumnModel, type TableModel } from './model.ts';
+import { nestedInsert, type ApiModel, type ColumnModel, type RootFunction, type TableModel } from './model.ts';
 import { AGGREGATE_FUNCTIONS } from './aggregates.ts';
 import { castsToString, OPERATORS, STRING_SCALAR, type Operator } from './operators.ts';
 import { SCALARS } from './scalars.ts';
@@ -480,6 +480,14 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
         if (kind === 'stream') return live.subscribeStream(ctx.caller, model, field);
         return live.subscribeLive(ctx.caller, kind, model, field);
       };
+    // A root function as a live query (Hasura's function subscriptions): its rows, judged by its table's rules.
+    const subscribeFn = (fn: RootFunction, kind: 'list' | 'aggregate') =>
+      async (_parent: unknown, args: Record<string, unknown>, ctx: GraphQLContext, info: Parameters<typeof rootField>[0]) => {
+        const model = api.tables.get(fn.table)!;
+        const field = rootField(info, args);
+        await live.checkInputs(model, field, fn);
+        return live.subscribeLive(ctx.caller, kind, model, field, fn);
+      };
     const payload = (value: unknown) => value;
     builder.subscriptionType({
       name: api.rootTypes.subscription,
@@ -513,6 +521,12 @@ export function buildGraphQLSchema(api: ApiModel, resolvers: Resolvers, live: Li
             subscribe: subscribe('changes', m),
             resolve: payload,
           });
+        }
+        for (const fn of functions) {
+          const r = refsOf(fn.table);
+          const args = { ...(fnArgs.has(fn.name) ? { args: f.arg({ type: fnArgs.get(fn.name), required: true, description: `input parameters for function "${fn.name}"` }) } : {}), ...listArgs(f, fn.table) };
+          fields[fn.name] = f.field({ type: [r.object], args, description: `live query on function "${fn.name}" which returns "${fn.table}"`, subscribe: subscribeFn(fn, 'list'), resolve: payload });
+          fields[`${fn.name}_aggregate`] = f.field({ type: r.aggregate, args, description: `live aggregate on function "${fn.name}" which returns "${fn.table}"`, subscribe: subscribeFn(fn, 'aggregate'), resolve: payload });
         }
         return fields;
       },

@@ -8,7 +8,7 @@ import { LiveEngine, type ChangeSource, type LiveStats } from '../live/index.ts'
 import { buildModel, type ApiModel } from './model.ts';
 
 export type { GraphQLContext } from './context.ts';
-export { buildModel, type ApiModel, type TableModel, type Relationship, type ColumnModel } from './model.ts';
+export { buildModel, type ApiModel, type TableModel, type Relationship, type ColumnModel, type RootFunction } from './model.ts';
 export { SCALARS, scalarFor } from './scalars.ts';
 
 export interface SchemaOptions {

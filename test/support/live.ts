@@ -31,9 +31,9 @@ export const asCaller = (sender: string | 'admin'): Caller =>
   sender === 'admin' ? { admin: true, identity: { sender: null, claims: {} } } : { admin: false, identity: { sender, claims: { sub: sender } } };
 
 /** Capture installed as `rowgate serve` installs it (listed tables, tables rules and views read), a feed, and the live schema. */
-export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number } = {}): Promise<LiveHarness> {
+export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number; functions?: string[] } = {}): Promise<LiveHarness> {
   const rules = await compile(db, tables);
-  const config = parseConfig({ tables }, {});
+  const config = parseConfig({ tables, ...(options.functions ? { functions: options.functions } : {}) }, {});
   const catalog = await db.catalog();
   await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(config.tables)).tables);
   // Its own pool, closed with it: the test database's pool may be closed first.
