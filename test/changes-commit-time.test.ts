@@ -120,6 +120,24 @@ describe('changes judged as of their position', () => {
     await gina.close();
   });
 
+  it('the moves of the last grant a catch-up read are judged as of it, though a later revoke is committed but not delivered', async () => {
+    const start = await head();
+    await db.sql`INSERT INTO doc VALUES (801, 9, 'hank sees it while a member')`;
+    await db.sql`INSERT INTO membership (grp, identity) VALUES (9, 'hank')`;
+    await head();
+    const hold = await db.sql.reserve();
+    await hold`BEGIN`;
+    await hold`SELECT pg_current_xact_id()`;
+    await db.sql`DELETE FROM membership WHERE grp = 9 AND identity = 'hank'`;
+    // The grant is the last change the catch-up reads; the revoke is in the table, held from stamping.
+    const hank = await h.open('hank', DOC, { after: start });
+    expect(await events(hank, 'doc_changes', () => true)).toEqual(['INSERT hank sees it while a member']);
+    await hold`COMMIT`;
+    hold.release();
+    expect(await events(hank, 'doc_changes', () => true)).toEqual(['DELETE hank sees it while a member']);
+    await hank.close();
+  });
+
   it('updates of columns no rule reads, around one that moves a member, leave the judgement as of each position intact', async () => {
     const start = await head();
     await db.sql`INSERT INTO membership (grp, identity) VALUES (5, 'frank')`;

@@ -87,6 +87,37 @@ export function asOfCtes(schema: string, spec: AsOfSpec, newAt: string, oldAt: s
 }
 
 /**
+ * The WITH clause's entries for a moves statement judged on the tables as they are (with
+ * `staleAfter(…, to)` false, and the changed table not changed after `to` either): the new side is
+ * every table as it is; the old side too, but for the table of `cause` (the change at `to`), which is
+ * as it is with that one change undone: the row under the new image's key left out, the old image put
+ * back. Null when that table has no key (its images could not be told apart from equal rows).
+ */
+export function asOfMovesCtes(schema: string, spec: AsOfSpec, cause: { table: string; old: Record<string, unknown> | null; new: Record<string, unknown> | null }): SQL[] | null {
+  const out: SQL[] = [];
+  for (const side of ['new', 'old'] as const) {
+    for (const [i, { name, table }] of spec.tables.entries()) {
+      const t = sql.identifier(schema, name);
+      if (side === 'new' || name !== cause.table) {
+        out.push(sql`${cte(side, i)} AS NOT MATERIALIZED (SELECT * FROM ${t})`);
+        continue;
+      }
+      if (!table.primaryKey.length) return null;
+      const x = Symbol('now');
+      const image = (img: Record<string, unknown> | null) => sql`${sql.value(img === null ? null : JSON.stringify(img))}::text::jsonb`;
+      const key = sql.join(table.primaryKey.map((c) => sql.identifier(x, c)), ', ');
+      const newKey = sql.join(table.primaryKey.map((c) => sql`r.${sql.identifier(c)}`), ', ');
+      out.push(sql`${cte(side, i)} AS NOT MATERIALIZED (
+        SELECT ${sql.identifier(x)}.* FROM ${t} AS ${sql.identifier(x)}
+         WHERE NOT EXISTS (SELECT 1 FROM jsonb_populate_record(NULL::${t}, ${image(cause.new)}) AS r WHERE ${image(cause.new)} IS NOT NULL AND (${newKey}) = (${key}))
+        UNION ALL
+        SELECT r.* FROM jsonb_populate_record(NULL::${t}, ${image(cause.old)}) AS r WHERE ${image(cause.old)} IS NOT NULL)`);
+    }
+  }
+  return out;
+}
+
+/**
  * Another table is read only for its rules' columns: an update leaving them as they were cannot
  * change what the rules see, so it need not be undone (this keeps the rebuild small when a stream
  * is behind a busy table's renames). The changed table's own images are sent to subscribers: every
@@ -106,13 +137,15 @@ function matters(relevant: Set<string> | undefined): SQL {
 
 /**
  * Whether the statement's snapshot holds a change after `at` of a table the spec rebuilds (one
- * that `asOfCtes` would undo): false means every such table is now as it was at `at`. A committed
+ * that `asOfCtes` would undo), or of any change of the tables `also` names: false means every such
+ * table is now as it was at `at`. A committed
  * change is in the log from its own transaction on (stamped or not), so this is exact.
  */
-export function staleAfter(spec: AsOfSpec, at: string): SQL {
-  if (!spec.tables.length) return sql.false;
-  const probes = spec.tables.flatMap(({ name, table }) => {
-    const tail = sql`l.tbl = ${sql.literal(name)}${matters(relevantColumns(spec, name, table))}`;
+export function staleAfter(spec: AsOfSpec, at: string, also: string[] = []): SQL {
+  const tables = [...spec.tables.map(({ name, table }) => ({ name, table: table as Table | null })), ...also.map((name) => ({ name, table: null }))];
+  if (!tables.length) return sql.false;
+  const probes = tables.flatMap(({ name, table }) => {
+    const tail = sql`l.tbl = ${sql.literal(name)}${table ? matters(relevantColumns(spec, name, table)) : sql.blank}`;
     // Two probes, so that each reads an index: positions above `at`, and the few not stamped yet.
     return [
       sql`EXISTS (SELECT 1 FROM rowgate.change_log AS l WHERE l.pos > ${sql.value(at)}::text::bigint AND ${tail})`,

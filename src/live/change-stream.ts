@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
-import { asOfCtes, asOfSelf, CANDIDATE, DELTA, movingColumns, staleAfter, type AsOfSpec } from './as-of.ts';
+import { asOfCtes, asOfMovesCtes, asOfRelation, asOfSelf, CANDIDATE, DELTA, movingColumns, staleAfter, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import { comparePositions, EVENT_POSITION, subPosition, type Change } from './source.ts';
 
@@ -65,7 +65,7 @@ export function eventOp(op: Op, n: boolean, o: boolean): Op | null {
 const CHANGES_PER_STATEMENT = 500;
 
 /** `current`: no later change of a table the rules read is known, so the tables as they are may do (run). */
-type Step = { kind: 'changes'; part: Change[]; at: string; before: string; current: boolean } | { kind: 'moves'; from: string; to: string; cause: Change; changed: Change[] };
+type Step = { kind: 'changes'; part: Change[]; at: string; before: string; current: boolean } | { kind: 'moves'; from: string; to: string; cause: Change; changed: Change[]; current: boolean };
 
 const minus1 = (p: string) => (BigInt(p) - 1n).toString();
 
@@ -89,6 +89,7 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
   };
   const out: Step[] = [];
   let current: Change[] = [];
+  const lastRead = [...changes].reverse().find((c) => c.table === shape.table || boundaries.has(c.table))?.position;
   const flush = (last = false) => {
     for (let j = 0; j < current.length; j += CHANGES_PER_STATEMENT) {
       const part = current.slice(j, j + CHANGES_PER_STATEMENT);
@@ -103,12 +104,13 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
       if (shape.asOf.selfRead) {
         // Its rules read the table: a change of one row (a parent's owner) can move others in or out.
         flush();
-        if (canMove(c)) out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [c] });
+        if (canMove(c)) out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [c], current: false });
       }
     } else if (boundaries.has(c.table) && canMove(c)) {
       // One step per change, whatever the batching: every gateway gives the same events at the same positions.
       flush();
-      out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [] });
+      // Judged on the tables as they are when nothing the statement reads changed after it in this delivery.
+      out.push({ kind: 'moves', from: minus1(c.position), to: c.position, cause: c, changed: [], current: c.position === lastRead });
     }
   }
   flush(true);
@@ -192,6 +194,52 @@ function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<st
   return event;
 }
 
+type MovesStep = { from: string; to: string; cause: Change; changed: Change[]; current: boolean };
+type MoveRow = { sid: string | null; nj: string | null; oj: string | null; k?: string; stale?: boolean };
+
+/**
+ * The relations a moves statement reads: on the tables as they are (`asOfMovesCtes`) when the step
+ * is the last of its delivery, else rebuilt from the log. null: judged on the current tables cannot be done.
+ */
+function movesRelations(shape: ChangeShape, step: MovesStep, plain: boolean): { ctes: SQL[]; before: SQL; after: SQL } | null {
+  if (plain) {
+    const ctes = asOfMovesCtes(shape.schema, shape.asOf, step.cause);
+    if (!ctes) return null;
+    const mine = (side: 'new' | 'old') => asOfRelation(shape.asOf, side)(shape.table) ?? sql.identifier(shape.schema, shape.table);
+    return { ctes, before: mine('old'), after: mine('new') };
+  }
+  const before = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'old', step.from);
+  const after = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'new', step.to);
+  return { ctes: [...asOfCtes(shape.schema, shape.asOf, step.to, step.from), ...before.ctes, ...after.ctes], before: before.relation, after: after.relation };
+}
+
+/**
+ * Runs a moves statement (`main`: rows sid, nj, oj, k for the relations given, `guard` added to its
+ * WHERE) and delivers its rows. The last step of a delivery is first judged on the tables as they
+ * are, in a statement that also asks the log whether anything it reads changed after the step
+ * (staleAfter, the changed table included); if so its work is skipped (a one-time filter) and it
+ * runs again on the tables rebuilt as of the step.
+ */
+async function runMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: MovesStep, extraCtes: SQL[], main: (r: { before: SQL; after: SQL }, guard: SQL) => SQL, count: () => void): Promise<void> {
+  // The moves of each subscriber are numbered p:1, p:2, … in this order: the same on every evaluation.
+  const order = sql`ORDER BY m.sid, m.k COLLATE "C"`;
+  const plain = step.current ? movesRelations(shape, step, true) : null;
+  if (plain) {
+    count();
+    const rows = await runSql<MoveRow>(
+      db,
+      sql`WITH ${sql.join([...plain.ctes, ...extraCtes], ',\n')}
+          SELECT g.stale, m.* FROM (SELECT ${staleAfter(shape.asOf, step.to, [shape.table])} AS stale) AS g
+            LEFT JOIN LATERAL (${main(plain, sql` AND NOT g.stale`)}) AS m ON true
+           ${order}`,
+    );
+    if (!rows[0]?.stale) return deliverMoves(chunk, step.to, rows);
+  }
+  const rebuilt = movesRelations(shape, step, false)!;
+  count();
+  deliverMoves(chunk, step.to, await runSql<MoveRow>(db, sql`WITH ${sql.join([...rebuilt.ctes, ...extraCtes], ',\n')}\nSELECT m.* FROM (${main(rebuilt, sql.blank)}) AS m ${order}`));
+}
+
 /**
  * The rows of the table whose visibility to a subscriber changed between `from` and `to` while the
  * table itself did not change: each subscriber's visible rows at both positions (the table and every
@@ -199,13 +247,9 @@ function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<st
  * DELETE with the image the subscriber could last see; one that entered it an INSERT. Rows changed
  * at `to` itself (`changed`) are left out: their own event says what happened to them.
  */
-async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { from: string; to: string; cause: Change; changed: Change[] }, count: () => void): Promise<void> {
-  const { from, to } = step;
+async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: MovesStep, count: () => void): Promise<void> {
   const delta = shape.deltas.get(step.cause.table);
   if (delta && shape.relation.primaryKey.length) return narrowMoves(db, shape, chunk, step, delta, count);
-  const before = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'old', from);
-  const after = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'new', to);
-  const ctes = [...asOfCtes(shape.schema, shape.asOf, to, from), ...before.ctes, ...after.ctes];
   const key = (row: symbol) => {
     const pk = shape.relation.primaryKey;
     return pk.length ? sql`jsonb_build_array(${sql.join(pk.map((c) => sql.identifier(row, c)), ', ')})::text` : sql`to_jsonb(${sql.identifier(row)})::text`;
@@ -214,34 +258,35 @@ async function moves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], ste
   const changedRow = Symbol('changed');
   const changed = sql`(SELECT ${key(changedRow)} FROM unnest(${sql.value(images.map((i) => JSON.stringify(i)))}::text[]) AS i(j)
     CROSS JOIN LATERAL jsonb_populate_record(NULL::${sql.identifier(shape.schema, shape.table)}, i.j::jsonb) AS ${sql.identifier(changedRow)})`;
-  count();
-  const rows = await runSql<{ sid: string; nj: string | null; oj: string | null }>(
+  await runMoves(
     db,
-    sql`WITH ${sql.join(ctes, ',\n')}
-        SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, mv.nj, mv.oj
+    shape,
+    chunk,
+    step,
+    [],
+    (r, guard) => sql`SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, mv.nj, mv.oj, mv.k
           FROM ${subscriberRelation(chunk, shape.width)}
           CROSS JOIN LATERAL (
             SELECT a.j AS nj, b.j AS oj, coalesce(a.k, b.k) AS k
-              FROM (SELECT ${key(IMAGE_OLD)} AS k, ${shape.oldJson}::text AS j FROM ${before.relation} AS ${sql.identifier(IMAGE_OLD)} WHERE ${shape.oldMatch}) AS b
-              FULL JOIN (SELECT ${key(IMAGE_NEW)} AS k, ${shape.newJson}::text AS j FROM ${after.relation} AS ${sql.identifier(IMAGE_NEW)} WHERE ${shape.newMatch}) AS a
+              FROM (SELECT ${key(IMAGE_OLD)} AS k, ${shape.oldJson}::text AS j FROM ${r.before} AS ${sql.identifier(IMAGE_OLD)} WHERE ${shape.oldMatch}) AS b
+              FULL JOIN (SELECT ${key(IMAGE_NEW)} AS k, ${shape.newJson}::text AS j FROM ${r.after} AS ${sql.identifier(IMAGE_NEW)} WHERE ${shape.newMatch}) AS a
                 ON a.k = b.k
              WHERE (a.k IS NULL OR b.k IS NULL) AND coalesce(a.k, b.k) NOT IN ${changed}
           ) AS mv
-         -- The order that numbers each subscriber's events p:1, p:2, …: the same on every evaluation.
-         ORDER BY 1, mv.k COLLATE "C"`,
+         WHERE true${guard}`,
+    count,
   );
-  deliverMoves(chunk, to, rows);
 }
 
 /** Numbers each subscriber's moves `to:1`, `to:2`, … in the order given and sends those past its cursor. */
-function deliverMoves(chunk: ChangeSubscriber[], to: string, rows: { sid: string; nj: string | null; oj: string | null }[]): void {
+function deliverMoves(chunk: ChangeSubscriber[], to: string, rows: MoveRow[]): void {
   const bySid = new Map(chunk.map((c) => [c.sid, c]));
   const counts = new Map<string, number>();
   for (const row of rows) {
-    const sub = bySid.get(row.sid);
+    const sub = row.sid === null ? undefined : bySid.get(row.sid);
     if (!sub) continue;
-    const n = (counts.get(row.sid) ?? 0) + 1;
-    counts.set(row.sid, n);
+    const n = (counts.get(sub.sid) ?? 0) + 1;
+    counts.set(sub.sid, n);
     const position = subPosition(to, n);
     if (comparePositions(position, sub.cursor) <= 0) continue;
     if (row.oj) sub.push(eventOf(sub, 'DELETE', position, null, JSON.parse(row.oj) as Record<string, unknown>));
@@ -255,10 +300,8 @@ function deliverMoves(chunk: ChangeSubscriber[], to: string, rows: { sid: string
  * the table as it is, plus every row of the table changed since `from`, whose columns may differ
  * now), and only they are judged before and after, each by its key (an index lookup).
  */
-async function narrowMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: { from: string; to: string; cause: Change }, delta: SQL, count: () => void): Promise<void> {
-  const { from, to } = step;
-  const before = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'old', from);
-  const after = asOfSelf(shape.schema, shape.asOf, shape.table, shape.relation, 'new', to);
+async function narrowMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: MovesStep, delta: SQL, count: () => void): Promise<void> {
+  const { from } = step;
   const t = sql.identifier(shape.schema, shape.table);
   const x = sql.identifier(shape.schema, step.cause.table);
   const pk = shape.relation.primaryKey;
@@ -266,9 +309,6 @@ async function narrowMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[
   const q = Symbol('candidate_key');
   const same = (row: symbol) => sql.join(pk.map((c) => sql`${sql.identifier(row, c)} = ${sql.identifier(q, c)}`), ' AND ');
   const ctes = [
-    ...asOfCtes(shape.schema, shape.asOf, to, from),
-    ...before.ctes,
-    ...after.ctes,
     sql`${DELTA} AS NOT MATERIALIZED (
       SELECT r.* FROM unnest(${sql.value(images)}::text[]) AS i(j) CROSS JOIN LATERAL jsonb_populate_record(NULL::${x}, i.j::jsonb) AS r)`,
     sql`__rowgate_candidates AS MATERIALIZED (
@@ -282,21 +322,22 @@ async function narrowMoves(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[
        CROSS JOIN LATERAL jsonb_populate_record(NULL::${t}, v.img) AS ${sql.identifier(CANDIDATE)}
        WHERE l.tbl = ${sql.literal(shape.table)} AND (l.pos > ${sql.value(from)}::text::bigint OR l.pos IS NULL) AND v.img IS NOT NULL)`,
   ];
-  count();
-  const rows = await runSql<{ sid: string; nj: string | null; oj: string | null }>(
+  await runMoves(
     db,
-    sql`WITH ${sql.join(ctes, ',\n')}
-        SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, m.nj, m.oj
+    shape,
+    chunk,
+    step,
+    ctes,
+    (r, guard) => sql`SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, m.nj, m.oj, jsonb_build_array(${sql.join(pk.map((c) => sql.identifier(q, c)), ', ')})::text AS k
           FROM ${subscriberRelation(chunk, shape.width)}
           JOIN __rowgate_candidates AS ${sql.identifier(q)} ON ${sql.identifier(q, 'sid')} = ${sql.identifier(SUBSCRIBERS, 'sid')}
           CROSS JOIN LATERAL (
-            SELECT (SELECT ${shape.oldJson}::text FROM ${before.relation} AS ${sql.identifier(IMAGE_OLD)} WHERE ${same(IMAGE_OLD)} AND ${shape.oldMatch}) AS oj,
-                   (SELECT ${shape.newJson}::text FROM ${after.relation} AS ${sql.identifier(IMAGE_NEW)} WHERE ${same(IMAGE_NEW)} AND ${shape.newMatch}) AS nj
+            SELECT (SELECT ${shape.oldJson}::text FROM ${r.before} AS ${sql.identifier(IMAGE_OLD)} WHERE ${same(IMAGE_OLD)} AND ${shape.oldMatch}) AS oj,
+                   (SELECT ${shape.newJson}::text FROM ${r.after} AS ${sql.identifier(IMAGE_NEW)} WHERE ${same(IMAGE_NEW)} AND ${shape.newMatch}) AS nj
           ) AS m
-         WHERE (m.oj IS NULL) <> (m.nj IS NULL)
-         ORDER BY 1, jsonb_build_array(${sql.join(pk.map((c) => sql.identifier(q, c)), ', ')})::text COLLATE "C"`,
+         WHERE (m.oj IS NULL) <> (m.nj IS NULL)${guard}`,
+    count,
   );
-  deliverMoves(chunk, to, rows);
 }
 
 type RunRow = { sid: string | null; i: number; n: boolean | null; o: boolean | null; nj: string | null; oj: string | null; stale?: boolean };
