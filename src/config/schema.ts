@@ -132,7 +132,13 @@ export const configSchema = z
       .strict()
       .prefault({}),
     changeLog: z
-      .object({ retentionHours: z.number().positive().default(24) })
+      .object({
+        retentionHours: z.number().positive().default(24),
+        capture: z
+          .enum(['auto', 'wal', 'triggers'])
+          .default('auto')
+          .describe('How committed changes reach the change log: "wal" (logical decoding: a publication, a permanent replication slot; needs wal_level=logical and a role that may replicate), "triggers" (capture triggers on every captured table), or "auto" (wal where possible, else triggers).'),
+      })
       .strict()
       .prefault({}),
     graphql: z
