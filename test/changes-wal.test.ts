@@ -70,4 +70,73 @@ describe('WAL capture', () => {
     expect(nk!.key).toBe('{"x": 1, "y": "a"}');
     expect(changes.map((c) => c.position)).toEqual(changes.map((_, i) => String(Number(changes[0]!.position) + i)));
   });
+
+  it('two gateways give identical positions; killing the leader while it streams loses and repeats nothing', async () => {
+    const a = await feed();
+    const b = await feed();
+    await a.poll();
+    await b.poll();
+    const ca = collect(a);
+    const cb = collect(b);
+    const writers = [connect(db.url, { max: 1 }), connect(db.url, { max: 1 })];
+    pools.push(...writers);
+    const written: number[][] = [[], []];
+    // The leader is whoever holds the advisory lock: end its lock connection and its walsender,
+    // three times while the writers go on (between two of writer 0's commits, so while the leader
+    // is decoding or appending writer 1's).
+    let killed = 0;
+    const kill = async () => {
+      const [lock] = await db.sql<{ n: number }[]>`SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x726f7767} AND objid = 3 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+      await db.sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active_pid IS NOT NULL`;
+      killed += lock!.n;
+    };
+    const write = async (w: number) => {
+      for (let i = 0; i < 120; i++) {
+        const id = 100_000 * (w + 1) + i * 100;
+        const rows = i % 10 === 0 ? 60 : 1; // now and then a bigger transaction
+        await writers[w]!`INSERT INTO t (id, v) SELECT ${id} + g, 'w' FROM generate_series(0, ${rows - 1}) AS g`;
+        for (let g = 0; g < rows; g++) written[w]!.push(id + g);
+        if (w === 0 && i % 30 === 29) await kill();
+      }
+    };
+    await Promise.all([write(0), write(1)]);
+    expect(killed).toBeGreaterThan(0);
+    const all = [...written[0]!, ...written[1]!];
+    const ofT = (c: Change[]) => c.filter((x) => x.table === 't');
+    await ca.until((c) => ofT(c).length >= all.length, 60_000);
+    await cb.until((c) => ofT(c).length >= all.length, 60_000);
+    await a.poll();
+    await b.poll();
+    const ids = (c: Change[]) => ofT(c).map((x) => Number(x.key['id']));
+    // Each write exactly once, each writer's in the order it committed them.
+    expect([...ids(ca.changes())].sort((x, y) => x - y)).toEqual([...all].sort((x, y) => x - y));
+    for (const w of [0, 1]) expect(ids(ca.changes()).filter((id) => written[w]!.includes(id))).toEqual(written[w]);
+    // Both gateways: the same changes at the same positions, and positions dense.
+    expect(cb.changes().map((c) => [c.position, c.table, c.key])).toEqual(ca.changes().map((c) => [c.position, c.table, c.key]));
+    const positions = ca.changes().map((c) => Number(c.position));
+    expect(positions).toEqual(positions.map((_, i) => positions[0]! + i));
+    const [log] = await db.sql<{ n: number; distinct: number }[]>`SELECT count(*)::int AS n, count(DISTINCT key)::int AS distinct FROM rowgate.change_log WHERE tbl = 't'`;
+    expect(log).toEqual({ n: all.length, distinct: all.length });
+    expect(a.mode).toBe('wal');
+  });
+
+  it('a gateway down while writes go on gets every change on restart, once, in commit order; the slot holds the WAL meanwhile', async () => {
+    const before = await feed();
+    await before.poll();
+    const from = before.head();
+    for (const f of feeds.splice(0)) await f.close();
+    for (let i = 0; i < 50; i++) await db.sql`UPDATE t SET v = ${`down ${i}`} WHERE id = 100000`;
+    await db.sql`DELETE FROM t WHERE id BETWEEN 100001 AND 100009`;
+    const down = await captureStatus(db.sql);
+    expect(down.slotState?.active).toBe(false);
+    expect(Number(down.slotState?.retainedBytes)).toBeGreaterThan(0);
+    const after = await feed();
+    await after.poll();
+    const missed = await after.readAfter(from, 1000);
+    expect(missed.map((c) => [c.op, c.op === 'UPDATE' ? c.new?.['v'] : c.key['id']])).toEqual([
+      ...Array.from({ length: 50 }, (_, i) => ['UPDATE', `down ${i}`]),
+      ...Array.from({ length: 9 }, (_, i) => ['DELETE', 100001 + i]),
+    ]);
+    expect(after.head()).toBe(missed.at(-1)!.position);
+  });
 });

@@ -100,7 +100,7 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
   const onLog = options.onLog ?? ((level, message, fields) => console.error(`rowgate ${level}: ${message}`, fields ?? ''));
   // Every gateway runs a reader; the leader lock lets one of them stream at a time.
   const reader: WalReader | null =
-    mode === 'wal' ? startWalReader({ url: options.url, slot: installed.slot, log: onLog, ...(options.leaderRetryMs ? { retryMs: options.leaderRetryMs } : {}) }) : null;
+    mode === 'wal' ? startWalReader({ url: options.url, sql: db, slot: installed.slot, log: onLog, ...(options.leaderRetryMs ? { retryMs: options.leaderRetryMs } : {}) }) : null;
 
   const listeners = new Set<ChangeListener>();
   const statusListeners = new Set<(ready: boolean) => void>();

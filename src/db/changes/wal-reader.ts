@@ -9,6 +9,8 @@ import { ensureSlot } from './wal-install.ts';
 
 export interface WalReaderOptions {
   url: string;
+  /** Pool for appends and slot checks (the feed's). */
+  sql: Sql;
   slot: string;
   /** Lines for the operator's log: leadership, resyncs, stream errors. */
   log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
@@ -35,26 +37,37 @@ const IDENTITY = (text: unknown): unknown => text;
 export function startWalReader(options: WalReaderOptions): WalReader {
   const retryMs = options.retryMs ?? 1000;
   const batchRows = options.batchRows ?? 10_000;
-  const { log, slot } = options;
+  const { log, slot, sql: db } = options;
   let closed = false;
   let isLeader = false;
   let stopSession: (() => void) | null = null;
   let wakeSleep: (() => void) | null = null;
 
-  // The lock lives on this connection: it is held as long as the connection is. Appends run on it
-  // too, so no process appends without holding it.
+  // The lock lives on this connection, held as long as the connection is, and nothing else runs on
+  // it. (Appends run on the feed's pool: an append by a leader that just lost the lock is still
+  // exact, since appends serialize on the stamping lock and skip what the progress row covers.)
+  // A connection that ended is replaced by a new
+  // pool rather than left to postgres.js's reconnect (a query issued into that reconnect was seen
+  // to wait for the connect timeout).
   let lockLost = false;
-  const lockSql: Sql = connect(options.url, {
-    max: 1,
-    idle_timeout: 0,
-    max_lifetime: null,
-    connection: { application_name: 'rowgate-wal-leader' },
-    onclose: () => {
-      if (!isLeader) return;
-      lockLost = true;
-      stopSession?.();
-    },
-  } as postgres.Options<Record<string, postgres.PostgresType>>);
+  let lockDead = false;
+  const lockPool = (): Sql => {
+    const pool: Sql = connect(options.url, {
+      max: 1,
+      idle_timeout: 0,
+      max_lifetime: null,
+      connection: { application_name: 'rowgate-wal-leader' },
+      onclose: () => {
+        if (pool !== lockSql) return;
+        lockDead = true;
+        if (!isLeader) return;
+        lockLost = true;
+        stopSession?.();
+      },
+    } as postgres.Options<Record<string, postgres.PostgresType>>);
+    return pool;
+  };
+  let lockSql = lockPool();
 
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -71,6 +84,11 @@ export function startWalReader(options: WalReaderOptions): WalReader {
     let failures = 0;
     while (!closed) {
       try {
+        if (lockDead && !isLeader) {
+          void lockSql.end({ timeout: 1 });
+          lockSql = lockPool();
+          lockDead = false;
+        }
         if (!isLeader) {
           const [row] = await runSql<{ ok: boolean }>(lockSql, sql`SELECT pg_try_advisory_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(LEADER_LOCK))}::text::int4) AS ok`);
           if (row?.ok !== true) {
@@ -105,7 +123,7 @@ export function startWalReader(options: WalReaderOptions): WalReader {
    */
   async function ensureReadableSlot(): Promise<void> {
     const [state] = await runSql<{ installed: boolean; wal_status: string | null; exists: boolean }>(
-      lockSql,
+      db,
       sql`SELECT to_regclass('rowgate.wal_progress') IS NOT NULL AS installed,
                  (SELECT wal_status FROM pg_replication_slots WHERE slot_name = ${sql.value(slot)}) AS wal_status,
                  EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = ${sql.value(slot)}) AS exists`,
@@ -113,10 +131,10 @@ export function startWalReader(options: WalReaderOptions): WalReader {
     if (!state?.installed) throw new Error('WAL capture is not installed (rowgate.wal_progress is missing); run `rowgate capture`');
     if (state.exists && state.wal_status !== 'lost') return;
     log('error', state.exists ? 'WAL reader: the replication slot was invalidated (wal_status lost); recreating it, subscribers get a resync' : 'WAL reader: the replication slot is missing; recreating it, subscribers get a resync', { slot });
-    if (state.exists) await runSql(lockSql, sql`SELECT pg_drop_replication_slot(${sql.value(slot)})`);
-    await ensureSlot(lockSql, slot);
+    if (state.exists) await runSql(db, sql`SELECT pg_drop_replication_slot(${sql.value(slot)})`);
+    await ensureSlot(db, slot);
     // After the new slot: every transaction it does not decode committed before this entry.
-    await lockSql.begin(async (tx) => {
+    await db.begin(async (tx) => {
       const run = (q: Parameters<typeof runSql>[1]) => runSql(tx as unknown as Sql, q);
       await run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, 1)`);
       await run(sql`SELECT rowgate.stamp(1000000)`);
@@ -164,7 +182,7 @@ export function startWalReader(options: WalReaderOptions): WalReader {
           let take = 0;
           while (take < queue.length && (take === 0 || rows + queue[take]!.changes.length <= batchRows)) rows += queue[take++]!.changes.length;
           const txs = queue.slice(0, take);
-          const result = await appendTransactions(lockSql, slot, txs);
+          const result = await appendTransactions(db, slot, txs);
           if (result.held) {
             // Trigger-written rows of a switch wait for an older transaction: try again shortly.
             await new Promise((r) => setTimeout(r, 50));
@@ -252,8 +270,9 @@ export function startWalReader(options: WalReaderOptions): WalReader {
       closed = true;
       stopSession?.();
       wakeSleep?.();
-      await running.catch(() => {});
+      // Ending the pool also ends a lock attempt in flight.
       await lockSql.end({ timeout: 1 });
+      await running.catch(() => {});
     },
   };
 }
