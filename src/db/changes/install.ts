@@ -85,7 +85,11 @@ type Run = (query: Parameters<typeof runSql>[1]) => Promise<Record<string, unkno
  */
 export async function prepareLog(run: Run, schema: string, wanted: string[]): Promise<Map<string, string[]>> {
   await run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(INSTALL_LOCK))}::text::int4)`);
-  for (const ddl of TABLE_DDL) await run(ddl);
+  // Only when missing: CREATE INDEX IF NOT EXISTS takes a share lock on the log before it looks,
+  // and a capture trigger's insert waiting behind it (while holding its table) can deadlock an
+  // install that then locks that table.
+  const [present] = await run(sql`SELECT to_regclass('rowgate.change_log_unstamped') IS NOT NULL AS ok`);
+  if (present?.['ok'] !== true) for (const ddl of TABLE_DDL) await run(ddl);
   // A log made before TRUNCATE and RESYNC existed: its op check is replaced once.
   const [check] = await run(sql`SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'rowgate.change_log'::regclass AND conname = 'change_log_op_check'`);
   if (check?.['def'] !== OP_CHECK_DEF) await run(REPLACE_OP_CHECK);
