@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse, subscribe, type ExecutionResult } from 'graphql';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { capture } from '../src/cli/capture.ts';
 import { installCapture, startChangeFeed, type Change } from '../src/db/changes/index.ts';
 import { connect, type Sql } from '../src/db/index.ts';
 import { collect } from './support/changes.ts';
@@ -134,5 +138,34 @@ describe('a resync, and TRUNCATE', () => {
     const resumed = await firstOutcome(`subscription { note_changes(after: "${Number(changes.find((x) => x.op === 'TRUNCATE')!.position) - 1}") { op } }`);
     expect(await resumed.code).toBe('CHANGES_RESYNC');
     await live.close();
+  });
+});
+
+describe('rowgate capture --status and --drop', () => {
+  it('--status prints mode, slot, confirmed LSN and retained WAL; --drop removes slot, publication and log, and the database can be dropped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rowgate-wal-cli-'));
+    const config = join(dir, 'rowgate.config.json');
+    writeFileSync(config, JSON.stringify({ database: { url: db.url }, changeLog: { capture: 'wal' }, tables: { note: { select: 'SELECT * FROM note' } } }));
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      expect(await capture(config, 'install')).toBe(0);
+      expect(await capture(config, 'status')).toBe(0);
+      const lines = log.mock.calls.map((c) => String(c[0]));
+      expect(lines).toContain('mode: wal');
+      expect(lines.find((l) => l.startsWith('slot: '))).toMatch(/^slot: rowgate_rowgate_w_[0-9a-f]+ \(reserved|extended|unreserved, /);
+      expect(lines.find((l) => l.startsWith('confirmed lsn: '))).toMatch(/^confirmed lsn: [0-9A-F]+\/[0-9A-F]+$/);
+      expect(lines.find((l) => l.startsWith('retained wal bytes: '))).toMatch(/^retained wal bytes: \d+$/);
+      expect(await capture(config, 'drop')).toBe(0);
+      const [left] = await db.sql<{ slots: number; pubs: number; log: string | null }[]>`
+        SELECT (SELECT count(*)::int FROM pg_replication_slots WHERE database = current_database()) AS slots,
+               (SELECT count(*)::int FROM pg_publication) AS pubs, to_regclass('rowgate.change_log')::text AS log`;
+      expect(left).toEqual({ slots: 0, pubs: 0, log: null });
+      log.mockClear();
+      expect(await capture(config, 'status')).toBe(0);
+      expect(log.mock.calls.map((c) => String(c[0]))).toEqual(['mode: none']);
+    } finally {
+      log.mockRestore();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
