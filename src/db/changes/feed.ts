@@ -191,7 +191,8 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
   const walCaughtUp = async (): Promise<void> => {
     const [now] = await runSql<{ lsn: string }>(db, pgsql`SELECT pg_current_wal_lsn()::text AS lsn`);
     const deadline = Date.now() + 60_000;
-    for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    // Short waits: the leader confirms within a few round trips of the commit (tests poll per write).
+    for (let wait = 2; ; wait = Math.min(wait * 2, 20)) {
       const [row] = await runSql<{ done: boolean }>(
         db,
         pgsql`SELECT COALESCE(confirmed_flush_lsn >= ${pgsql.value(now?.lsn ?? '0/0')}::text::pg_lsn, false) AS done FROM pg_replication_slots WHERE slot_name = ${pgsql.value(installed.slot)}`,

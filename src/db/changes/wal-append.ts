@@ -1,5 +1,6 @@
 import { sql } from 'pg-sql2';
 import type { Sql } from '../connect.ts';
+import { preparedStatementsOf } from '../prepared.ts';
 import { runSql } from '../run.ts';
 import { CHANNEL, LOCK_CLASS, STAMP_LOCK } from './schema.ts';
 
@@ -43,11 +44,19 @@ export interface AppendResult {
  */
 export async function appendTransactions(db: Sql, slot: string, txs: DecodedTransaction[]): Promise<AppendResult> {
   return db.begin(async (tx) => {
-    const run = <T extends object = Record<string, unknown>>(query: Parameters<typeof runSql>[1]) => runSql<T>(tx as unknown as Sql, query);
-    await run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(STAMP_LOCK))}::text::int4)`);
-    const [progress] = await run<{ lsn: string; awaiting: string | null }>(
-      sql`SELECT (lsn - '0/0')::text AS lsn, awaiting FROM rowgate.wal_progress WHERE slot = ${sql.value(slot)} FOR UPDATE`,
-    );
+    // Prepared: the same few texts run for every decoded transaction (one insert text per table).
+    const prepared = preparedStatementsOf(db, 64);
+    const run = <T extends object = Record<string, unknown>>(query: Parameters<typeof runSql>[1]) => runSql<T>(tx as unknown as Sql, query, prepared);
+    // Pipelined (one round trip): the read runs after the lock is granted, so it sees every append before it.
+    const state = sql`SELECT (p.lsn - '0/0')::text AS lsn, p.awaiting,
+                             (SELECT COALESCE(max(l.pos), 0)::text FROM rowgate.change_log AS l) AS top,
+                             EXISTS (SELECT 1 FROM rowgate.change_log AS l WHERE l.pos IS NULL) AS unstamped
+                        FROM rowgate.wal_progress AS p WHERE p.slot = ${sql.value(slot)} FOR UPDATE`;
+    type State = { lsn: string; awaiting: string | null; top: string; unstamped: boolean };
+    const [, [progress]] = await Promise.all([
+      run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(STAMP_LOCK))}::text::int4)`),
+      run<State>(state),
+    ]);
     if (!progress) throw new Error(`WAL capture is not installed for slot ${slot} (no rowgate.wal_progress row); run \`rowgate capture\``);
     let done = BigInt(progress.lsn);
     let awaiting = progress.awaiting;
@@ -62,16 +71,14 @@ export async function appendTransactions(db: Sql, slot: string, txs: DecodedTran
       } else kept.push(t);
       if (t.end > done) done = t.end;
     }
-    if (kept.some((t) => t.changes.length)) {
+    let top = progress.top;
+    if (progress.unstamped && kept.some((t) => t.changes.length)) {
       // Rows of the trigger capture (a switch in progress) come first, in their own order.
-      const [unstamped] = await run<{ n: string }>(sql`SELECT count(*)::text AS n FROM rowgate.change_log WHERE pos IS NULL`);
-      if (unstamped?.n !== '0') {
-        await run(sql`SELECT rowgate.stamp(1000000)`);
-        const [left] = await run<{ n: string }>(sql`SELECT count(*)::text AS n FROM rowgate.change_log WHERE pos IS NULL`);
-        if (left?.n !== '0') return { appended: 0, skipped: 0, held: true };
-      }
+      await run(sql`SELECT rowgate.stamp(1000000)`);
+      const [after] = await run<State>(state);
+      if (!after || after.unstamped) return { appended: 0, skipped: 0, held: true };
+      top = after.top;
     }
-    const [top] = await run<{ pos: string }>(sql`SELECT COALESCE(max(pos), 0)::text AS pos FROM rowgate.change_log`);
     let n = 0;
     // Numbered in commit order across tables, then written one statement per table.
     const byTable = new Map<string, { schema: string; table: string; rows: [number, string, string, string | null, string | null][] }>();
@@ -83,9 +90,14 @@ export async function appendTransactions(db: Sql, slot: string, txs: DecodedTran
         group.rows.push([++n, t.commitMicros.toString(), c.op, c.old, c.new]);
       }
     }
-    for (const group of byTable.values()) await run(insertRows(group.schema, group.table, top?.pos ?? '0', group.rows));
-    await run(sql`UPDATE rowgate.wal_progress SET lsn = ('0/0'::pg_lsn + ${sql.value(done.toString())}::text::numeric), awaiting = ${sql.value(awaiting)} WHERE slot = ${sql.value(slot)}`);
-    if (n > 0) await run(sql`SELECT pg_notify(${sql.value(CHANNEL)}, '')`);
+    // Pipelined too: the inserts, the progress and the notification.
+    await Promise.all([
+      ...[...byTable.values()].map((group) => run(insertRows(group.schema, group.table, top, group.rows))),
+      run(sql`WITH moved AS (
+                UPDATE rowgate.wal_progress SET lsn = ('0/0'::pg_lsn + ${sql.value(done.toString())}::text::numeric), awaiting = ${sql.value(awaiting)}
+                 WHERE slot = ${sql.value(slot)} RETURNING 1)
+              SELECT CASE WHEN ${sql.value(String(n))}::text::int8 > 0 THEN pg_notify(${sql.value(CHANNEL)}, '') END FROM moved`),
+    ]);
     return { appended: n, skipped, held: false };
   });
 }

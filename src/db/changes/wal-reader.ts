@@ -162,8 +162,8 @@ export function startWalReader(options: WalReaderOptions): WalReader {
     let ended = false;
 
     // Standby status: acknowledge() sends lsn + 1 as "flushed up to", so pass one byte less.
-    const confirm = (lsn: bigint) => {
-      if (lsn > 0n && !ended) void service.acknowledge(formatLsn(lsn - 1n));
+    const confirm = (lsn: bigint, ping = false) => {
+      if (lsn > 0n && !ended) void service.acknowledge(formatLsn(lsn - 1n), ping);
     };
     const end = (err: unknown) => {
       if (ended) return;
@@ -190,7 +190,9 @@ export function startWalReader(options: WalReaderOptions): WalReader {
           }
           queue.splice(0, take);
           durable = txs[txs.length - 1]!.end;
-          confirm(durable);
+          // With nothing else decoded, ask for a keepalive at once: its position (past our own
+          // append) is then confirmed too, and a poll() waiting on the slot returns sooner.
+          confirm(durable, queue.length === take && current === null);
         }
       } catch (err) {
         end(err);
