@@ -4,7 +4,7 @@
 // connections. Prints tps, p50/p99 commit latency and the ratio to "no capture", and the CPU the
 // walsender (decoding) used.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { installCapture, startChangeFeed, type ChangeFeed } from '../src/db/changes/index.ts';
@@ -29,6 +29,7 @@ const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
 
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'rowgate-bench-capture-'));
+  chmodSync(work, 0o755); // the embedded server runs as another user and needs to reach its data dir
   let server: EmbeddedServer | null = null;
   let base = process.env['DATABASE_URL'];
   if (!base) {
