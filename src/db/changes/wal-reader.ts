@@ -27,6 +27,8 @@ export interface WalReader {
 }
 
 const IDENTITY = (text: unknown): unknown => text;
+/** How often an idle leader asks the server for a keepalive (to confirm the slot up to it). */
+const PING_MS = 200;
 
 /**
  * The WAL reader (README, "WAL capture"): every gateway runs one; the one that holds the session
@@ -162,7 +164,9 @@ export function startWalReader(options: WalReaderOptions): WalReader {
     let ended = false;
 
     // Standby status: acknowledge() sends lsn + 1 as "flushed up to", so pass one byte less.
+    let confirmed = 0n; // the highest position reported to the server this session
     const confirm = (lsn: bigint, ping = false) => {
+      if (lsn > confirmed) confirmed = lsn;
       if (lsn > 0n && !ended) void service.acknowledge(formatLsn(lsn - 1n), ping);
     };
     const end = (err: unknown) => {
@@ -245,10 +249,18 @@ export function startWalReader(options: WalReaderOptions): WalReader {
     });
     // Keepalives: with nothing decoded and waiting, everything the server sent is in the log (or
     // not ours), so the slot may move up to the keepalive's position; otherwise up to the log.
+    const idle = () => current === null && queue.length === 0 && !appending;
     service.on('heartbeat', (lsn: string) => {
-      const idle = current === null && queue.length === 0 && !appending;
-      confirm(idle ? parseLsn(lsn) : durable);
+      confirm(idle() ? parseLsn(lsn) : durable);
     });
+    // The server sends keepalives on its own only when it catches up with the WAL (or every
+    // wal_sender_timeout / 2): with other databases writing it may not catch up for long, and the
+    // slot (and a poll() waiting on it) would stay behind. So while idle, ask for one regularly;
+    // its answer is confirmed by the handler above.
+    // (Before anything was confirmed this session, position 1: below the slot's, so it moves nothing.)
+    const pinger = setInterval(() => {
+      if (idle()) confirm(confirmed > 0n ? confirmed : 1n, true);
+    }, PING_MS);
     service.on('error', (err: unknown) => end(err));
 
     try {
@@ -257,6 +269,7 @@ export function startWalReader(options: WalReaderOptions): WalReader {
     } catch (err) {
       failure ??= err;
     } finally {
+      clearInterval(pinger);
       ended = true;
       stopSession = null;
       await service.stop().catch(() => {});
