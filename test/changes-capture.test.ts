@@ -8,7 +8,8 @@ import { installCapture, removeCapture, startChangeFeed, type Change, type Chang
 import { collect, ofTable, type Collector } from './support/changes.ts';
 import { useTestDatabase } from './support/db.ts';
 
-// Change capture (db/ README): triggers write every committed change to rowgate.change_log,
+// Trigger capture only (WAL capture has changes-wal*.test.ts): what is tested here is the
+// triggers themselves, their install and removal. Change capture (db/ README): triggers write every committed change to rowgate.change_log,
 // whoever writes it; the feed delivers them. Writes here go through a connection of their own,
 // as another service's would.
 const db = useTestDatabase();
@@ -51,34 +52,34 @@ afterAll(async () => {
 
 describe('installCapture', () => {
   it('is idempotent, and removes the triggers of tables no longer listed', async () => {
-    const first = await installCapture(db.sql, 'public', ['item', 'other']);
-    expect(first).toEqual({ installed: ['item', 'other'], unchanged: [], removed: [] });
+    const first = await installCapture(db.sql, 'public', ['item', 'other'], 'triggers');
+    expect(first).toEqual({ mode: 'triggers', installed: ['item', 'other'], unchanged: [], removed: [] });
     const state = await captureState(db.sql);
     expect(state.filter((s) => (s as { kind: string }).kind === 'trigger')).toHaveLength(6);
 
-    const again = await installCapture(db.sql, 'public', ['other', 'item', 'item']);
-    expect(again).toEqual({ installed: [], unchanged: ['item', 'other'], removed: [] });
+    const again = await installCapture(db.sql, 'public', ['other', 'item', 'item'], 'triggers');
+    expect(again).toEqual({ mode: 'triggers', installed: [], unchanged: ['item', 'other'], removed: [] });
     expect(await captureState(db.sql)).toEqual(state);
 
-    const shrunk = await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk']);
-    expect(shrunk).toEqual({ installed: ['bulk', 'nokey', 'pair'], unchanged: ['item'], removed: ['other'] });
+    const shrunk = await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'], 'triggers');
+    expect(shrunk).toEqual({ mode: 'triggers', installed: ['bulk', 'nokey', 'pair'], unchanged: ['item'], removed: ['other'] });
     expect(await triggersOn(db.sql)).toEqual(['bulk', 'item', 'nokey', 'pair']);
   });
 
   it('repairs a trigger that was disabled or whose key changed', async () => {
     await db.sql`ALTER TABLE item DISABLE TRIGGER rowgate_capture_update`;
-    expect((await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'])).installed).toEqual(['item']);
+    expect((await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'], 'triggers')).installed).toEqual(['item']);
     await db.sql`ALTER TABLE nokey ADD COLUMN id serial PRIMARY KEY`;
-    expect((await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'])).installed).toEqual(['nokey']);
+    expect((await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'], 'triggers')).installed).toEqual(['nokey']);
     await db.sql`ALTER TABLE nokey DROP CONSTRAINT nokey_pkey`;
     await db.sql`ALTER TABLE nokey DROP COLUMN id`;
-    expect((await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'])).installed).toEqual(['nokey']);
+    expect((await installCapture(db.sql, 'public', ['item', 'pair', 'nokey', 'bulk'], 'triggers')).installed).toEqual(['nokey']);
   });
 
   it('refuses views and unknown tables with a clear error, changing nothing', async () => {
     const before = await captureState(db.sql);
-    await expect(installCapture(db.sql, 'public', ['item', 'item_names'])).rejects.toMatchObject({ code: 'NOT_A_TABLE', message: expect.stringContaining('not a table') });
-    await expect(installCapture(db.sql, 'public', ['nope'])).rejects.toMatchObject({ code: 'NOT_A_TABLE', message: expect.stringContaining('no such table') });
+    await expect(installCapture(db.sql, 'public', ['item', 'item_names'], 'triggers')).rejects.toMatchObject({ code: 'NOT_A_TABLE', message: expect.stringContaining('not a table') });
+    await expect(installCapture(db.sql, 'public', ['nope'], 'triggers')).rejects.toMatchObject({ code: 'NOT_A_TABLE', message: expect.stringContaining('no such table') });
     expect(await captureState(db.sql)).toEqual(before);
   });
 });
@@ -239,6 +240,7 @@ describe('rowgate capture (CLI) and removeCapture', () => {
       config,
       JSON.stringify({
         database: { url: db.url },
+        changeLog: { capture: 'triggers' },
         tables: {
           account: { select: ['SELECT account.* FROM account JOIN acl ON acl.identity = :sender'] },
           note: { select: ['SELECT n.* FROM note n JOIN account a ON a.id = n.account_id'] },
@@ -247,14 +249,14 @@ describe('rowgate capture (CLI) and removeCapture', () => {
     );
     const log = vi.spyOn(console, 'log').mockImplementation(() => {});
     try {
-      expect(await capture(config, false)).toBe(0);
+      expect(await capture(config, 'install')).toBe(0);
       // acl is not exposed but account's rule reads it; the tables of the earlier tests are dropped.
       expect(await triggersOn(db.sql)).toEqual(['account', 'acl', 'note']);
       expect(log.mock.calls.map((c) => String(c[0]))).toContain('removed:   item');
-      expect(await capture(config, false)).toBe(0);
+      expect(await capture(config, 'install')).toBe(0);
       expect(log.mock.calls.map((c) => String(c[0]))).toContain('unchanged: acl');
 
-      expect(await capture(config, true)).toBe(0);
+      expect(await capture(config, 'drop')).toBe(0);
       expect(await triggersOn(db.sql)).toEqual([]);
       const [schema] = await db.sql`SELECT to_regnamespace('rowgate') AS oid`;
       expect(schema!['oid']).toBeNull();
@@ -267,7 +269,7 @@ describe('rowgate capture (CLI) and removeCapture', () => {
   });
 
   it('removing capture leaves other objects of the rowgate schema (the policies\' helpers) alone', async () => {
-    await installCapture(db.sql, 'public', ['acl']);
+    await installCapture(db.sql, 'public', ['acl'], 'triggers');
     await db.sql`CREATE FUNCTION rowgate.kept() RETURNS int LANGUAGE sql AS 'SELECT 1'`;
     await removeCapture(db.sql, 'public');
     const [row] = await db.sql`SELECT rowgate.kept() AS one, to_regclass('rowgate.change_log') AS log`;

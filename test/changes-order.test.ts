@@ -4,6 +4,7 @@ import { installCapture, startChangeFeed, type Change, type ChangeFeed } from '.
 import { collect, type Collector } from './support/changes.ts';
 import { useTestDatabase } from './support/db.ts';
 
+// Trigger capture only: this file is about the stamping of trigger-written rows in commit order (WAL capture appends in LSN order, changes-wal*.test.ts).
 // Positions follow commit order closely enough that a reader of `pos > cursor` never skips a
 // change, even when transactions commit out of id order (src/db/changes/README.md).
 const db = useTestDatabase();
@@ -41,7 +42,7 @@ beforeAll(async () => {
     CREATE TABLE acct (id int PRIMARY KEY, n int NOT NULL, by text);
     CREATE TABLE scratch (id serial PRIMARY KEY);
   `);
-  await installCapture(db.sql, 'public', ['ev', 'acct']);
+  await installCapture(db.sql, 'public', ['ev', 'acct'], 'triggers');
 });
 afterAll(async () => {
   await Promise.all(writers.map((w) => w.end({ timeout: 5 })));

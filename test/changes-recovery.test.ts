@@ -7,6 +7,7 @@ import { collect, status, type Collector } from './support/changes.ts';
 import { useTestDatabase } from './support/db.ts';
 import { serverDir } from './support/server-dir.ts';
 
+// Trigger capture only: this file is about the feed's LISTEN connection and stamping recovering from lost notifications and dropped connections (the WAL reader's faults are in changes-wal*.test.ts).
 // What a feed does when things go wrong: a lost NOTIFY, a dropped connection, a restarted
 // server, a client resuming from a position, and retention.
 const db = useTestDatabase();
@@ -16,7 +17,7 @@ const dbName = (): string => new URL(db.url).pathname.slice(1);
 
 beforeAll(async () => {
   await db.sql.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
-  await installCapture(db.sql, 'public', ['t']);
+  await installCapture(db.sql, 'public', ['t'], 'triggers');
   writer = connect(db.url, { max: 1 });
   // ALTER DATABASE and pg_terminate_backend from outside the test database.
   const server = new URL(db.url);
@@ -185,7 +186,7 @@ describe('a server restart', () => {
     const errors: unknown[] = [];
     try {
       await sql`CREATE TABLE r (id int PRIMARY KEY)`;
-      await installCapture(sql, 'public', ['r']);
+      await installCapture(sql, 'public', ['r'], 'triggers');
       // While the server is down a pump may fail; the feed reports that (once) through onError.
       feed = await startChangeFeed({ url: server.url, sql, schema: 'public', retentionHours: 24, pollMs: 100, onError: (e) => errors.push(e) });
       const seen = collect(feed);

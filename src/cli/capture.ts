@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/index.ts';
-import { installCapture, removeCapture } from '../db/changes/index.ts';
+import { captureStatus, installCapture, removeCapture } from '../db/changes/index.ts';
 import { baseTables } from '../db/index.ts';
 import type { CompiledRules } from '../rules/index.ts';
 import type { Catalog } from '../db/index.ts';
@@ -18,15 +18,16 @@ export function capturedTables(rules: CompiledRules, catalog: Catalog, listed: s
   return { tables, views };
 }
 
-/** `rowgate capture [--drop]`: installs (or removes) change capture; prints what changed. */
-export async function capture(configPath: string, drop: boolean): Promise<number> {
-  if (drop) {
-    // Removing needs no valid rules: it must work for a config that no longer loads.
+/** `rowgate capture [--drop | --status]`: installs (or removes, or reports) change capture; prints what changed. */
+export async function capture(configPath: string, action: 'install' | 'drop' | 'status'): Promise<number> {
+  if (action !== 'install') {
+    // Removing and reporting need no valid rules: they must work for a config that no longer loads.
     const config = await loadConfig(configPath);
     const db = await openForCommand(config);
     try {
+      if (action === 'status') return await printStatus(db.sql);
       const { removed } = await removeCapture(db.sql, config.database.schema);
-      console.log(`capture removed${removed.length ? ` from ${removed.join(', ')}` : ''}; schema rowgate dropped`);
+      console.log(`capture removed${removed.length ? ` from ${removed.join(', ')}` : ''}; replication slot and publication dropped; schema rowgate dropped`);
       return 0;
     } finally {
       await db.close();
@@ -35,7 +36,8 @@ export async function capture(configPath: string, drop: boolean): Promise<number
   const { config, catalog, rules, db } = await loadAll(configPath);
   try {
     const { tables, views } = capturedTables(rules, catalog, Object.keys(config.tables));
-    const report = await installCapture(db.sql, config.database.schema, tables);
+    const report = await installCapture(db.sql, config.database.schema, tables, config.changeLog.capture);
+    console.log(`mode: ${report.mode}`);
     for (const t of report.installed) console.log(`installed: ${t}`);
     for (const t of report.unchanged) console.log(`unchanged: ${t}`);
     for (const t of report.removed) console.log(`removed:   ${t}`);
@@ -45,4 +47,16 @@ export async function capture(configPath: string, drop: boolean): Promise<number
   } finally {
     await db.close();
   }
+}
+
+/** `--status`: mode, slot (state, whether a reader streams it), confirmed LSN and the WAL the slot makes the server keep. */
+async function printStatus(db: Parameters<typeof captureStatus>[0]): Promise<number> {
+  const status = await captureStatus(db);
+  console.log(`mode: ${status.mode}`);
+  if (status.mode !== 'wal') return 0;
+  const slot = status.slotState;
+  console.log(`slot: ${status.slot} (${slot ? `${slot.walStatus ?? 'unknown'}, ${slot.active ? 'streaming' : 'no reader'}` : 'missing: the next reader recreates it and subscribers resync'})`);
+  console.log(`confirmed lsn: ${slot?.confirmedLsn ?? '-'}`);
+  console.log(`retained wal bytes: ${slot?.retainedBytes ?? '-'}`);
+  return 0;
 }

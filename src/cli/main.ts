@@ -129,14 +129,17 @@ tables and data, the gateway, and tokens, the admin secret and the DATABASE_URL 
   },
   capture: {
     summary: 'install (or --drop) change capture',
-    usage: `usage: rowgate capture [--drop] [--config F]
+    usage: `usage: rowgate capture [--drop | --status] [--config F]
 
-Installs change capture (triggers and the change log) on every listed table and every table the
-rules read; serve does this too.
-  --drop       remove it instead (works for a config whose rules no longer load)
+Installs change capture on every listed table and every table the rules read; serve does this too.
+changeLog.capture chooses how: WAL (a publication and a permanent replication slot), triggers, or
+auto (WAL where wal_level = logical and the role may replicate).
+  --drop       remove it instead: triggers, slot, publication, the change log (works for a config
+               whose rules no longer load)
+  --status     print the capture in use, the slot, its confirmed position and the WAL it retains
 ${configOption()}`,
-    options: { config: { type: 'string' }, drop: { type: 'boolean' } },
-    run: (v) => capture(configOf(v), v['drop'] === true),
+    options: { config: { type: 'string' }, drop: { type: 'boolean' }, status: { type: 'boolean' } },
+    run: (v) => capture(configOf(v), v['drop'] === true ? 'drop' : v['status'] === true ? 'status' : 'install'),
   },
   policies: {
     summary: 'print, --apply or --drop native PostgreSQL row-level security policies',

@@ -99,6 +99,8 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
     current = [];
   };
   for (const c of changes) {
+    // No images to judge: the engine ends the streams a TRUNCATE or RESYNC concerns (engine.ts).
+    if (c.op === 'TRUNCATE' || c.op === 'RESYNC') continue;
     if (c.table === shape.table) {
       current.push(c);
       if (shape.asOf.selfRead) {
@@ -363,7 +365,8 @@ async function run(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step:
     // catch-up from the log already covered). A change that also moves other rows is at `p:0`.
     const position = shape.asOf.selfRead && change ? subPosition(change.position, 0) : change?.position;
     if (!sub || !change || !position || comparePositions(position, sub.cursor) <= 0) continue;
-    const op = eventOp(change.op, row.n === true, row.o === true);
+    // steps() left TRUNCATE and RESYNC out.
+    const op = eventOp(change.op as Op, row.n === true, row.o === true);
     if (!op) continue;
     const rowImages = op === 'DELETE' || !row.nj ? null : (JSON.parse(row.nj) as Record<string, unknown>);
     const oldImages = op === 'INSERT' || !row.oj ? null : (JSON.parse(row.oj) as Record<string, unknown>);

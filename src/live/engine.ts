@@ -101,6 +101,23 @@ function schemaChanged(): GraphQLError {
   return new GraphQLError('the schema changed (the config or the database was reloaded): subscribe again', { extensions: { code: SCHEMA_CHANGED } });
 }
 
+/**
+ * The stable code of a change stream that cannot go on without a gap: changes were lost (the WAL
+ * capture's slot was gone, op RESYNC) or a table it reads was truncated. The client re-fetches its
+ * data and subscribes again without `after`.
+ */
+export const CHANGES_RESYNC = 'CHANGES_RESYNC';
+
+function changesResync(change: Change): GraphQLError {
+  const why = change.op === 'RESYNC' ? 'changes were lost (the change capture had to restart from the present)' : `table ${change.table} was truncated`;
+  return new GraphQLError(`${why} at position ${change.position}: re-fetch the data and subscribe again without "after"`, { extensions: { code: CHANGES_RESYNC, position: change.position } });
+}
+
+/** The first TRUNCATE or RESYNC among `changes` that concerns a subscription reading `tables`. */
+function breakIn(changes: Change[], tables: (t: string) => boolean): Change | undefined {
+  return changes.find((c) => c.op === 'RESYNC' || (c.op === 'TRUNCATE' && tables(c.table)));
+}
+
 function touches(relations: ReadonlySet<string>, changed: ReadonlySet<string>): boolean {
   for (const t of relations) if (changed.has(t)) return true;
   return false;
@@ -209,7 +226,10 @@ export class LiveEngine {
     }
   }
 
-  private onChanges(changes: Change[]): void {
+  private onChanges(delivered: Change[]): void {
+    const breaks = delivered.filter((c) => c.op === 'TRUNCATE' || c.op === 'RESYNC');
+    const changes = breaks.length ? delivered.filter((c) => c.op !== 'TRUNCATE' && c.op !== 'RESYNC') : delivered;
+    if (breaks.length) this.onBreaks(breaks);
     const tables = new Set(changes.map((c) => c.table));
     for (const shape of this.live.values()) {
       if (![...shape.tables].some((t) => tables.has(t))) continue;
@@ -248,6 +268,30 @@ export class LiveEngine {
     }
     for (const shape of this.streamShapes.values()) {
       if (![...shape.tables].some((t) => tables.has(t))) continue;
+      shape.dirty = true;
+      this.drainStream(shape);
+    }
+  }
+
+  /**
+   * TRUNCATE and RESYNC carry no row images: live queries reading the table (all of them, for
+   * RESYNC) are evaluated again in full; change streams reading it end with CHANGES_RESYNC.
+   */
+  private onBreaks(breaks: Change[]): void {
+    for (const shape of this.live.values()) {
+      if (!breakIn(breaks, (t) => shape.tables.has(t))) continue;
+      shape.dirty = true;
+      shape.images = [];
+      shape.childImages.clear();
+      this.drain(shape);
+    }
+    for (const shape of this.changeShapes.values()) {
+      const change = breakIn(breaks, (t) => t === shape.table || shape.boundaries.has(t));
+      if (change) for (const sub of [...shape.subscribers.values()]) sub.fail(changesResync(change));
+    }
+    // Streams read the tables themselves: rows committed during a resync are past their cursors still.
+    for (const shape of this.streamShapes.values()) {
+      if (!breakIn(breaks, (t) => shape.tables.has(t))) continue;
       shape.dirty = true;
       this.drainStream(shape);
     }
@@ -555,6 +599,14 @@ export class LiveEngine {
       // fail; the others read on from their own cursors in the next round.
       const failing = (err as { code?: string }).code === 'POSITION_EXPIRED' ? group.filter((sub) => logPosition(sub.cursor) === from) : group;
       for (const sub of failing) sub.fail(err);
+      done(failing);
+      return;
+    }
+    // A resume across a truncation or a resync cannot be filled in: those whose cursor is before it re-fetch.
+    const cut = breakIn(changes, (t) => t === shape.table || shape.boundaries.has(t));
+    if (cut) {
+      const failing = group.filter((sub) => comparePositions(sub.cursor, cut.position) < 0);
+      for (const sub of failing) sub.fail(changesResync(cut));
       done(failing);
       return;
     }

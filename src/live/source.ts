@@ -3,7 +3,8 @@ export interface Change {
   /** Opaque, ordered: a decimal string of the change's place in commit order. */
   position: string;
   table: string;
-  op: 'INSERT' | 'UPDATE' | 'DELETE';
+  /** TRUNCATE: `table` was emptied (no images); RESYNC: changes were lost, every subscriber re-fetches (db/changes README). */
+  op: 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'RESYNC';
   key: Record<string, unknown>;
   old: Record<string, unknown> | null;
   new: Record<string, unknown> | null;

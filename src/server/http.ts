@@ -4,7 +4,7 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { GraphQLSchema } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { Config } from '../config/index.ts';
-import type { ChangeBatch } from '../db/changes/index.ts';
+import type { CaptureInfo, ChangeBatch } from '../db/changes/index.ts';
 import type { Sql } from '../db/index.ts';
 import type { LiveEngine, LiveObserver } from '../live/index.ts';
 import { useMutationTransaction, usePassThrough } from '../resolvers/index.ts';
@@ -56,6 +56,8 @@ export interface GatewayOptions {
   graphiql?: { headers?: string; defaultQuery?: string };
   /** The live engine, for the subscription and evaluation metrics and its log. */
   live?: LiveEngine | null;
+  /** The capture in use, reported by `/readyz` (mode, slot, retained WAL). */
+  capture?: () => Promise<CaptureInfo>;
   /** The change feed, for its lag metric. */
   feed?: { onChanges(listener: (batch: ChangeBatch) => void): () => void };
   /** Where spans go with `tracing.enabled`; defaults to OpenTelemetry's global provider. */
@@ -160,6 +162,18 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   const ready = readiness(sql, options.readiness ?? []);
+  // What /readyz says of the capture: the WAL a stopped or lagging reader makes the server keep.
+  const captureReport = async (): Promise<Record<string, unknown> | null> => {
+    if (!options.capture) return null;
+    try {
+      const c = await options.capture();
+      return c.mode === 'wal'
+        ? { mode: 'wal', slot: c.slot, leading: c.leading, slotStatus: c.slotState?.walStatus ?? 'missing', confirmedLsn: c.slotState?.confirmedLsn ?? null, retainedWalBytes: c.slotState?.retainedBytes === null || c.slotState?.retainedBytes === undefined ? null : Number(c.slotState.retainedBytes) }
+        : { mode: c.mode };
+    } catch {
+      return null;
+    }
+  };
   const graceMs = options.shutdownGraceMs ?? 10_000;
 
   const live = options.live ?? null;
@@ -235,7 +249,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const ok = await ready();
-      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable' });
+      const capture = await captureReport();
+      return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'unavailable', ...(capture ? { capture } : {}) });
     }
     if (path === METRICS_PATH && metrics && metricsOnMain) {
       if (!mayReadMetrics(req.headers)) {

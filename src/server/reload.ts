@@ -33,6 +33,8 @@ export interface ReloaderOptions {
   /** The live engine's pool. */
   liveSql: Sql;
   changes: ChangeSource;
+  /** The capture the feed follows (resolved at startup): a reload installs the same one. */
+  captureMode?: 'wal' | 'triggers';
   gateway: Gateway;
   logger: Logger;
   served: Served;
@@ -76,7 +78,7 @@ export function createReloader(options: ReloaderOptions): Reloader {
       const built = buildApi({ config, catalog, rules, sql, liveSql: options.liveSql, changes: options.changes, ...(served.live ? { liveStats: served.live.stats } : {}) });
       try {
         // New tables (and those their rules read) are captured before anyone can subscribe to them.
-        await installCapture(sql, config.database.schema, capturedTables(rules, catalog, Object.keys(config.tables)).tables);
+        await installCapture(sql, config.database.schema, capturedTables(rules, catalog, Object.keys(config.tables)).tables, options.captureMode ?? 'triggers');
       } catch (err) {
         built.live?.close();
         throw err;

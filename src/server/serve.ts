@@ -61,7 +61,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   try {
     // Capture changes of every listed table and every table a rule reads, then follow the log.
     const { tables } = capturedTables(rules, catalog, Object.keys(config.tables));
-    await installCapture(db.sql, config.database.schema, tables);
+    const capture = await installCapture(db.sql, config.database.schema, tables, config.changeLog.capture);
+    log(`rowgate: change capture: ${capture.mode === 'wal' ? 'WAL (logical decoding)' : 'triggers'} (changeLog.capture ${config.changeLog.capture})`);
     // The live engine and the feed on a pool of their own (database.livePoolSize), so queries
     // holding every connection of the query pool cannot hold live queries and change streams back.
     const livePool = connect(db.url, { max: config.database.livePoolSize }, { statementTimeoutMs: config.limits.statementTimeoutMs, applicationName: LIVE_APPLICATION_NAME });
@@ -72,11 +73,12 @@ export async function serve(options: ServeOptions): Promise<number> {
         schema: config.database.schema,
         retentionHours: config.changeLog.retentionHours,
         onError: (err) => logger.error({ err }, 'change feed'),
+        onLog: (level, message, fields) => logger[level](fields ?? {}, message),
       });
       const { schema, live } = buildApi({ config, catalog, rules, sql: db.sql, liveSql: livePool, changes: feed });
       const graphiql = await options.graphiql?.(config);
-      const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, feed, readiness: [async () => feed.ready()], ...(graphiql ? { graphiql } : {}) });
-      const reloader = createReloader({ configPath: options.configPath, sql: db.sql, liveSql: livePool, changes: feed, gateway, logger, served: { config, catalog, rules, live } });
+      const gateway = createGateway({ config, schema, sql: db.sql, authenticator: createAuthenticator(config.auth), logger, live, feed, readiness: [async () => feed.ready()], capture: () => feed.capture(), ...(graphiql ? { graphiql } : {}) });
+      const reloader = createReloader({ configPath: options.configPath, sql: db.sql, liveSql: livePool, changes: feed, captureMode: capture.mode, gateway, logger, served: { config, catalog, rules, live } });
       const onHangUp = () => void reloader.reload('SIGHUP');
       if (signals) signals.onHangUp(onHangUp);
       const unwatch = options.watch ? await watchForReloads({ configPath: options.configPath, sql: db.sql, reloader, logger }) : null;

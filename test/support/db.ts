@@ -28,10 +28,32 @@ export function useTestDatabase(): TestDatabase {
   afterAll(async () => {
     await db.sql.end({ timeout: 5 });
     const admin = connect(serverUrl, { max: 1 });
+    await dropSlots(admin, name);
     await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
   });
   return db;
+}
+
+/** Which capture the test support installs: ROWGATE_TEST_CAPTURE (`wal`, `triggers`, `auto`), else `triggers`, as `rowgate serve` by default. */
+export function testCapture(): 'wal' | 'triggers' | 'auto' {
+  const mode = process.env['ROWGATE_TEST_CAPTURE'] ?? 'triggers';
+  if (mode !== 'wal' && mode !== 'triggers' && mode !== 'auto') throw new Error(`ROWGATE_TEST_CAPTURE must be wal, triggers or auto, not ${mode}`);
+  return mode;
+}
+
+/** A database with a replication slot cannot be dropped: its slots go first (a reader still streaming is ended). */
+export async function dropSlots(admin: Sql, database: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = ${database} AND active_pid IS NOT NULL`;
+      await admin`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = ${database}`;
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55006' || attempt > 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 export function withDatabase(url: string, database: string): string {

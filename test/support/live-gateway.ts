@@ -8,7 +8,7 @@ import { createAuthenticator } from '../../src/server/auth.ts';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/server/http.ts';
 import { createLogger } from '../../src/server/log.ts';
 import { signToken } from '../../src/server/token.ts';
-import type { TestDatabase } from './db.ts';
+import { testCapture, type TestDatabase } from './db.ts';
 import type { GraphQLResponse } from './gateway.ts';
 import { compile } from './rules.ts';
 import { wsClient, type TestClient } from './transports.ts';
@@ -40,7 +40,7 @@ export async function startLiveGateway(
   const rules = await compile(db, parsed.tables as Record<string, unknown>);
   const catalog = await db.catalog();
   // What `rowgate serve` captures: the listed tables, the tables rules read, the tables views read.
-  await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(parsed.tables)).tables);
+  await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(parsed.tables)).tables, testCapture());
   // The gateway's own pools, as in `rowgate serve`: tests can kill their connections and keep theirs.
   const sql = connect(db.url, { max: options.queryPoolSize ?? 10 });
   const livePool = connect(db.url, { max: parsed.database.livePoolSize }, { applicationName: LIVE_APPLICATION_NAME });

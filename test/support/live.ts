@@ -7,7 +7,7 @@ import { connect } from '../../src/db/index.ts';
 import type { Caller } from '../../src/rules/index.ts';
 import { buildApi } from '../../src/schema/index.ts';
 import type { LiveEngine } from '../../src/live/index.ts';
-import type { TestDatabase } from './db.ts';
+import { testCapture, type TestDatabase } from './db.ts';
 import { compile } from './rules.ts';
 
 export interface LiveHarness {
@@ -31,11 +31,11 @@ export const asCaller = (sender: string | 'admin'): Caller =>
   sender === 'admin' ? { admin: true, identity: { sender: null, claims: {} } } : { admin: false, identity: { sender, claims: { sub: sender } } };
 
 /** Capture installed as `rowgate serve` installs it (listed tables, tables rules and views read), a feed, and the live schema. */
-export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number; functions?: string[] } = {}): Promise<LiveHarness> {
+export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number; functions?: string[]; capture?: 'wal' | 'triggers' | 'auto' } = {}): Promise<LiveHarness> {
   const rules = await compile(db, tables);
   const config = parseConfig({ tables, ...(options.functions ? { functions: options.functions } : {}) }, {});
   const catalog = await db.catalog();
-  await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(config.tables)).tables);
+  await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(config.tables)).tables, options.capture ?? testCapture());
   // Its own pool, closed with it: the test database's pool may be closed first.
   const sql = connect(db.url, { max: 5 });
   const feed = await startChangeFeed({ url: db.url, sql, schema: 'public', retentionHours: 24, pollMs: 100 });

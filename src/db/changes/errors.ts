@@ -7,6 +7,8 @@ export type ChangeErrorCode =
   | 'CAPTURE_NOT_INSTALLED'
   /** `installCapture` was given a name that is not a table of the schema. */
   | 'NOT_A_TABLE'
+  /** `changeLog.capture` is "wal" but the server or role cannot decode the WAL. */
+  | 'WAL_UNAVAILABLE'
   /** The feed was closed. */
   | 'FEED_CLOSED';
 

@@ -1,8 +1,12 @@
 import postgres from 'postgres';
+import { sql as pgsql } from 'pg-sql2';
 import { connect, type Sql } from '../connect.ts';
+import { runSql } from '../run.ts';
 import { ChangeError } from './errors.ts';
 import { captureInstalled, cleanup, hasUnstamped, readAfter, readLog, stamp, topPosition, type Change, type LoggedChange } from './log.ts';
 import { CHANNEL } from './schema.ts';
+import { captureStatus, type WalStatus } from './wal-install.ts';
+import { startWalReader, type WalReader } from './wal-reader.ts';
 
 export interface ChangeBatch {
   /** The changes of one stamping, in position order (never empty). */
@@ -35,6 +39,19 @@ export interface ChangeFeedOptions {
   batchSize?: number;
   /** Where errors of listeners, stamping and cleanup go (default: console.error). */
   onError?: (err: unknown) => void;
+  /**
+   * WAL capture's operator lines (leadership, resyncs, stream errors); default: stderr. The feed
+   * runs a WAL reader (wal-reader.ts) whenever the database has WAL capture installed.
+   */
+  onLog?: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+  /** How often a WAL reader that is not the leader tries to become it (default 1 s). */
+  leaderRetryMs?: number;
+}
+
+/** What `/readyz` and `rowgate capture --status` report of the capture in use. */
+export interface CaptureInfo extends WalStatus {
+  /** Whether this feed's WAL reader is the one streaming the slot (false in trigger mode). */
+  leading: boolean;
 }
 
 export interface ChangeFeed {
@@ -54,6 +71,10 @@ export interface ChangeFeed {
   poll(): Promise<void>;
   /** Runs retention now. */
   cleanup(): Promise<{ deleted: number; oldest: string | null }>;
+  /** The capture in use ('wal' or 'triggers'), as the feed found it at start. */
+  mode: 'wal' | 'triggers';
+  /** The capture's state now: mode, slot, its confirmed position and retained WAL, leadership. */
+  capture(): Promise<CaptureInfo>;
   close(): Promise<void>;
 }
 
@@ -74,6 +95,12 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
   if (!(await captureInstalled(db))) {
     throw new ChangeError('CAPTURE_NOT_INSTALLED', 'change capture is not installed in this database; run `rowgate capture` first');
   }
+  const installed = await captureStatus(db);
+  const mode = installed.mode === 'wal' ? 'wal' : 'triggers';
+  const onLog = options.onLog ?? ((level, message, fields) => console.error(`rowgate ${level}: ${message}`, fields ?? ''));
+  // Every gateway runs a reader; the leader lock lets one of them stream at a time.
+  const reader: WalReader | null =
+    mode === 'wal' ? startWalReader({ url: options.url, sql: db, slot: installed.slot, log: onLog, ...(options.leaderRetryMs ? { retryMs: options.leaderRetryMs } : {}) }) : null;
 
   const listeners = new Set<ChangeListener>();
   const statusListeners = new Set<(ready: boolean) => void>();
@@ -152,8 +179,29 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
     closed = true;
     if (reconnectTimer) clearTimeout(reconnectTimer);
     await listenSql.end({ timeout: 1 });
+    await reader?.close();
     throw err;
   }
+
+  /**
+   * WAL capture: a commit is in the log once the slot is confirmed past it (the leader confirms
+   * only what it appended). Waits until the slot is confirmed up to the WAL written now, whichever
+   * gateway leads.
+   */
+  const walCaughtUp = async (): Promise<void> => {
+    const [now] = await runSql<{ lsn: string }>(db, pgsql`SELECT pg_current_wal_lsn()::text AS lsn`);
+    const deadline = Date.now() + 60_000;
+    // Short waits: the leader confirms within a few round trips of the commit (tests poll per write).
+    for (let wait = 2; ; wait = Math.min(wait * 2, 20)) {
+      const [row] = await runSql<{ done: boolean }>(
+        db,
+        pgsql`SELECT COALESCE(confirmed_flush_lsn >= ${pgsql.value(now?.lsn ?? '0/0')}::text::pg_lsn, false) AS done FROM pg_replication_slots WHERE slot_name = ${pgsql.value(installed.slot)}`,
+      );
+      if (row?.done || closed) return;
+      if (Date.now() > deadline) throw new ChangeError('FEED_CLOSED', `no WAL reader confirmed slot ${installed.slot} up to ${now?.lsn} within 60 s`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  };
 
   // One pump at a time; a wake-up during a pump makes it go round once more.
   let pumping: Promise<void> | null = null;
@@ -307,11 +355,16 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
     oldestRetained: () => oldest,
     async poll() {
       if (closed) throw new ChangeError('FEED_CLOSED', 'the change feed is closed');
+      if (reader) await walCaughtUp();
       // A pump already running may have read before the caller's commit: pump() then makes it go
       // round once more before its promise resolves.
       await pump();
     },
     cleanup: runCleanup,
+    mode,
+    async capture() {
+      return { ...(await captureStatus(db)), leading: reader?.leading() ?? false };
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -322,6 +375,7 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
       emitStatus();
       statusListeners.clear();
       await pumping?.catch(() => {});
+      await reader?.close();
       await listenSql.end({ timeout: 1 });
     },
   };

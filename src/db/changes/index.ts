@@ -1,5 +1,6 @@
 export { installCapture, installDdlNotice, removeCapture, type CaptureReport } from './install.ts';
-export { startChangeFeed, type ChangeFeed, type ChangeFeedOptions, type ChangeBatch, type ChangeListener } from './feed.ts';
+export { startChangeFeed, type CaptureInfo, type ChangeFeed, type ChangeFeedOptions, type ChangeBatch, type ChangeListener } from './feed.ts';
+export { captureStatus, removeWal, resolveCapture, slotName, type CaptureMode, type WalStatus } from './wal-install.ts';
 export { readAfter, stamp, cleanup, topPosition, parsePosition, type Change, type ChangeOp } from './log.ts';
 export { ChangeError, type ChangeErrorCode } from './errors.ts';
 export { CAPTURE_SCHEMA, CHANNEL, DDL_CHANNEL } from './schema.ts';

@@ -4,7 +4,11 @@ import { runSql } from '../run.ts';
 import { ChangeError } from './errors.ts';
 import { parseJsonObject } from './json.ts';
 
-export type ChangeOp = 'INSERT' | 'UPDATE' | 'DELETE';
+/**
+ * Row changes, and two that WAL capture adds: `TRUNCATE` (the table was emptied; no row images)
+ * and `RESYNC` (changes were lost — the replication slot was gone — so subscribers re-fetch).
+ */
+export type ChangeOp = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'RESYNC';
 
 /** One committed change of one row, as the change log holds it. */
 export interface Change {

@@ -9,10 +9,23 @@ export const CHANNEL = 'rowgate_changes';
 /** Prefix of every trigger capture installs (`rowgate_capture_insert`, `_update`, `_delete`). */
 export const TRIGGER_PREFIX = 'rowgate_capture';
 
-/** `pg_advisory_xact_lock(LOCK_CLASS, n)`: 'rowg' in ASCII, then 1 = stamping, 2 = installing. */
+/**
+ * `pg_advisory_xact_lock(LOCK_CLASS, n)`: 'rowg' in ASCII, then 1 = stamping, 2 = installing;
+ * 3 is the WAL reader's session lock (one leader across gateways, wal-reader.ts).
+ */
 export const LOCK_CLASS = 0x726f7767;
 export const STAMP_LOCK = 1;
 export const INSTALL_LOCK = 2;
+export const LEADER_LOCK = 3;
+
+/** The publication WAL capture reads (per database, so one name serves every database). */
+export const PUBLICATION = 'rowgate';
+/** Prefix of the `pg_logical_emit_message` that marks the switch from triggers to WAL (wal-install.ts). */
+export const SWITCH_PREFIX = 'rowgate.switch';
+
+/** What the log's `op` may hold: row changes, a table emptied (TRUNCATE), a gap the WAL reader could not fill (RESYNC). */
+export const LOG_OPS = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'RESYNC'] as const;
+const OP_CHECK = sql`CHECK (op IN (${sql.join(LOG_OPS.map((o) => sql.literal(o)), ', ')}))`;
 
 export const TABLE_DDL: SQL[] = [
   sql`CREATE SCHEMA IF NOT EXISTS rowgate`,
@@ -21,7 +34,7 @@ export const TABLE_DDL: SQL[] = [
   xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
   at timestamptz NOT NULL DEFAULT now(),
   tbl text NOT NULL,
-  op text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE')),
+  op text NOT NULL CONSTRAINT change_log_op_check ${OP_CHECK},
   key jsonb NOT NULL,
   old jsonb,
   new jsonb,
@@ -29,6 +42,24 @@ export const TABLE_DDL: SQL[] = [
 )`,
   // The stamper's only scan: the few rows not stamped yet, in id order.
   sql`CREATE INDEX IF NOT EXISTS change_log_unstamped ON rowgate.change_log (id) WHERE pos IS NULL`,
+];
+
+/** The op check as pg_get_constraintdef prints it: a log made before TRUNCATE and RESYNC existed gets it replaced. */
+export const OP_CHECK_DEF = `CHECK ((op = ANY (ARRAY[${LOG_OPS.map((o) => `'${o}'::text`).join(', ')}])))`;
+export const REPLACE_OP_CHECK = sql`ALTER TABLE rowgate.change_log DROP CONSTRAINT IF EXISTS change_log_op_check, ADD CONSTRAINT change_log_op_check ${OP_CHECK}`;
+
+/**
+ * WAL capture's progress (wal-install.ts, wal-append.ts): `lsn` is the end of the last decoded
+ * transaction already in the log (a replayed transaction at or below it is skipped), and
+ * `awaiting`, while set, the switch marker before which every decoded transaction was already
+ * captured by the triggers. One row, written only under the stamping lock.
+ */
+export const WAL_DDL: SQL[] = [
+  sql`CREATE TABLE IF NOT EXISTS rowgate.wal_progress (
+  slot text PRIMARY KEY,
+  lsn pg_lsn NOT NULL,
+  awaiting text
+)`,
 ];
 
 /**

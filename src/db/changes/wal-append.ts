@@ -1,0 +1,135 @@
+import { sql } from 'pg-sql2';
+import type { Sql } from '../connect.ts';
+import { preparedStatementsOf } from '../prepared.ts';
+import { runSql } from '../run.ts';
+import { CHANNEL, LOCK_CLASS, STAMP_LOCK } from './schema.ts';
+
+/** One row change or truncation decoded from the WAL, its row images as composite literals (text). */
+export interface DecodedChange {
+  schema: string;
+  table: string;
+  op: 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
+  /** The row as PostgreSQL's record input reads it, e.g. `("1","a b",)`; null when the op has none. */
+  old: string | null;
+  new: string | null;
+}
+
+/** A decoded transaction, complete (its COMMIT was received). */
+export interface DecodedTransaction {
+  /** End of its commit record: what the slot is confirmed to once it is in the log. */
+  end: bigint;
+  /** Commit time, microseconds since 1970 (the log's `at`). */
+  commitMicros: bigint;
+  changes: DecodedChange[];
+  /** Contents of the switch markers it carried (wal-install.ts). */
+  markers: string[];
+}
+
+export interface AppendResult {
+  /** Rows written to the log. */
+  appended: number;
+  /** Transactions skipped: already in the log (a replay after a crash) or before the switch marker. */
+  skipped: number;
+  /** Whether the append waited for trigger-written rows to be stamped first (during a switch). */
+  held: boolean;
+}
+
+/**
+ * Appends decoded transactions to the log, stamped (README, "WAL capture"): in one transaction
+ * under the stamping lock, positions `max(pos) + 1 …` in commit order, then the progress row moves
+ * to the last transaction's end, so a replayed transaction (the slot is confirmed only after this
+ * commits) is recognised and skipped: nothing is lost and nothing repeated. Rows the triggers wrote
+ * before a switch are stamped first; while one of them is still held back, nothing is appended
+ * (`held`) and the caller retries.
+ */
+export async function appendTransactions(db: Sql, slot: string, txs: DecodedTransaction[]): Promise<AppendResult> {
+  return db.begin(async (tx) => {
+    // Prepared: the same few texts run for every decoded transaction (one insert text per table).
+    const prepared = preparedStatementsOf(db, 64);
+    const run = <T extends object = Record<string, unknown>>(query: Parameters<typeof runSql>[1]) => runSql<T>(tx as unknown as Sql, query, prepared);
+    // Pipelined (one round trip): the read runs after the lock is granted, so it sees every append before it.
+    const state = sql`SELECT (p.lsn - '0/0')::text AS lsn, p.awaiting,
+                             (SELECT COALESCE(max(l.pos), 0)::text FROM rowgate.change_log AS l) AS top,
+                             EXISTS (SELECT 1 FROM rowgate.change_log AS l WHERE l.pos IS NULL) AS unstamped
+                        FROM rowgate.wal_progress AS p WHERE p.slot = ${sql.value(slot)} FOR UPDATE`;
+    type State = { lsn: string; awaiting: string | null; top: string; unstamped: boolean };
+    const [, [progress]] = await Promise.all([
+      run(sql`SELECT pg_advisory_xact_lock(${sql.value(String(LOCK_CLASS))}::text::int4, ${sql.value(String(STAMP_LOCK))}::text::int4)`),
+      run<State>(state),
+    ]);
+    if (!progress) throw new Error(`WAL capture is not installed for slot ${slot} (no rowgate.wal_progress row); run \`rowgate capture\``);
+    let done = BigInt(progress.lsn);
+    let awaiting = progress.awaiting;
+    const kept: DecodedTransaction[] = [];
+    let skipped = 0;
+    for (const t of txs) {
+      if (t.end <= done) skipped++;
+      else if (awaiting !== null) {
+        // Before the switch marker every change was captured by the triggers.
+        if (t.markers.includes(awaiting)) awaiting = null;
+        skipped++;
+      } else kept.push(t);
+      if (t.end > done) done = t.end;
+    }
+    let top = progress.top;
+    if (progress.unstamped && kept.some((t) => t.changes.length)) {
+      // Rows of the trigger capture (a switch in progress) come first, in their own order.
+      await run(sql`SELECT rowgate.stamp(1000000)`);
+      const [after] = await run<State>(state);
+      if (!after || after.unstamped) return { appended: 0, skipped: 0, held: true };
+      top = after.top;
+    }
+    let n = 0;
+    // Numbered in commit order across tables, then written one statement per table.
+    const byTable = new Map<string, { schema: string; table: string; rows: [number, string, string, string | null, string | null][] }>();
+    for (const t of kept) {
+      for (const c of t.changes) {
+        const id = `${c.schema}.${c.table}`;
+        let group = byTable.get(id);
+        if (!group) byTable.set(id, (group = { schema: c.schema, table: c.table, rows: [] }));
+        group.rows.push([++n, t.commitMicros.toString(), c.op, c.old, c.new]);
+      }
+    }
+    // Pipelined too: the inserts, the progress and the notification.
+    await Promise.all([
+      ...[...byTable.values()].map((group) => run(insertRows(group.schema, group.table, top, group.rows))),
+      run(sql`WITH moved AS (
+                UPDATE rowgate.wal_progress SET lsn = ('0/0'::pg_lsn + ${sql.value(done.toString())}::text::numeric), awaiting = ${sql.value(awaiting)}
+                 WHERE slot = ${sql.value(slot)} RETURNING 1)
+              SELECT CASE WHEN ${sql.value(String(n))}::text::int8 > 0 THEN pg_notify(${sql.value(CHANNEL)}, '') END FROM moved`),
+    ]);
+    return { appended: n, skipped, held: false };
+  });
+}
+
+/**
+ * One table's rows. The images are built by PostgreSQL from the decoded text, as the trigger
+ * capture builds them: the literal read as the table's row type (each column through its type's
+ * input function) and `to_jsonb` of that, so both captures write byte-identical jsonb. The key is
+ * the image's primary-key columns, read from the catalog as the triggers' arguments were.
+ */
+function insertRows(schema: string, table: string, top: string, rows: [number, string, string, string | null, string | null][]) {
+  const rowType = sql.identifier(schema, table);
+  return sql`
+    WITH pk AS MATERIALIZED (
+           SELECT ARRAY(SELECT a.attname::text
+                          FROM pg_index AS i
+                          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                          JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                         WHERE i.indrelid = ${sql.value(`${sql.compile(rowType).text}`)}::text::regclass AND i.indisprimary
+                         ORDER BY k.ord) AS cols
+         ),
+         v AS (
+           SELECT (r ->> 0)::int8 AS n, (r ->> 1)::numeric AS micros, r ->> 2 AS op,
+                  pg_catalog.to_jsonb((r ->> 3)::${rowType}) AS o, pg_catalog.to_jsonb((r ->> 4)::${rowType}) AS j
+             FROM pg_catalog.jsonb_array_elements(${sql.value(JSON.stringify(rows))}::text::jsonb) AS r
+         )
+    INSERT INTO rowgate.change_log (at, tbl, op, key, old, new, pos)
+    SELECT pg_catalog.to_timestamp(v.micros / 1000000), ${sql.value(table)}, v.op,
+           CASE WHEN v.op = 'TRUNCATE' THEN '{}'::jsonb
+                WHEN cardinality(pk.cols) = 0 THEN COALESCE(v.j, v.o)
+                ELSE (SELECT pg_catalog.jsonb_object_agg(c, COALESCE(v.j, v.o) -> c) FROM unnest(pk.cols) AS c) END,
+           v.o, v.j, ${sql.value(top)}::text::int8 + v.n
+      FROM v, pk
+     ORDER BY v.n`;
+}
