@@ -43,6 +43,17 @@ async function head(): Promise<string> {
   throw new Error('changes stay unstamped');
 }
 
+/** Holds back stamping (an open transaction with an id keeps the horizon) until the returned function is called. */
+async function holdStamping(): Promise<() => Promise<void>> {
+  const hold = await db.sql.reserve();
+  await hold`BEGIN`;
+  await hold`SELECT pg_current_xact_id()`;
+  return async () => {
+    await hold`COMMIT`;
+    hold.release();
+  };
+}
+
 type Event = { op: string; row: { id: number; title: string } | null; old: { id: number; title: string } | null };
 const DOC = 'subscription($after: String) { doc_changes(after: $after) { op row { id title } old { id title } } }';
 const FOLDER = 'subscription($after: String) { folder_changes(after: $after) { op row { id name } old { id name } } }';
@@ -84,14 +95,11 @@ describe('changes judged as of their position', () => {
     const carol = await h.open('carol', DOC);
     // An open transaction with an id holds back stamping, so both commits below reach the engine in one
     // delivery, after the grant is committed: evaluated "now", the insert would be visible to carol.
-    const hold = await db.sql.reserve();
-    await hold`BEGIN`;
-    await hold`SELECT pg_current_xact_id()`;
+    const release = await holdStamping();
     await db.sql`INSERT INTO doc VALUES (201, 4, 'before carol joined')`;
     await db.sql`UPDATE doc SET title = 'when carol joined' WHERE id = 201`;
     await db.sql`INSERT INTO membership (grp, identity) VALUES (4, 'carol')`;
-    await hold`COMMIT`;
-    hold.release();
+    await release();
     await db.sql`INSERT INTO doc VALUES (202, 4, 'sentinel')`;
     // The insert and the update were hidden from her when they happened; the row enters her view at the grant.
     expect(await events(carol, 'doc_changes', sentinel)).toEqual(['INSERT when carol joined', 'INSERT sentinel']);
@@ -106,14 +114,11 @@ describe('changes judged as of their position', () => {
     await head();
     // The grant is in the table, but held back from stamping: the catch-up reads 701 and 702 only,
     // and its statement (tables as they are, asking whether the log holds anything later) must notice.
-    const hold = await db.sql.reserve();
-    await hold`BEGIN`;
-    await hold`SELECT pg_current_xact_id()`;
+    const release = await holdStamping();
     await db.sql`INSERT INTO membership (grp, identity) VALUES (7, 'gina')`;
     const gina = await h.open('gina', DOC, { after: start });
     expect(await events(gina, 'doc_changes', (e) => JSON.stringify(e).includes('gina sees it'))).toEqual(['INSERT gina sees it']);
-    await hold`COMMIT`;
-    hold.release();
+    await release();
     await db.sql`INSERT INTO doc VALUES (703, 7, 'sentinel')`;
     // The grant moves 701 into her view; nothing else came before it.
     expect(await events(gina, 'doc_changes', sentinel)).toEqual(['INSERT hidden from gina then', 'INSERT sentinel']);
@@ -125,15 +130,12 @@ describe('changes judged as of their position', () => {
     await db.sql`INSERT INTO doc VALUES (801, 9, 'hank sees it while a member')`;
     await db.sql`INSERT INTO membership (grp, identity) VALUES (9, 'hank')`;
     await head();
-    const hold = await db.sql.reserve();
-    await hold`BEGIN`;
-    await hold`SELECT pg_current_xact_id()`;
+    const release = await holdStamping();
     await db.sql`DELETE FROM membership WHERE grp = 9 AND identity = 'hank'`;
     // The grant is the last change the catch-up reads; the revoke is in the table, held from stamping.
     const hank = await h.open('hank', DOC, { after: start });
     expect(await events(hank, 'doc_changes', () => true)).toEqual(['INSERT hank sees it while a member']);
-    await hold`COMMIT`;
-    hold.release();
+    await release();
     expect(await events(hank, 'doc_changes', () => true)).toEqual(['DELETE hank sees it while a member']);
     await hank.close();
   });

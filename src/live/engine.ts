@@ -149,6 +149,8 @@ export class LiveEngine {
     this.stats.statements++;
   };
   private readonly unsubscribe: () => void;
+  /** capturedTables(), computed once: the schema does not change under an engine. */
+  private captured: Set<string> | null = null;
   /** Subscriber ids: short strings, unique within this engine. */
   private sids = 0;
   /** Told the duration of every evaluation and failures; the default only writes failures to stderr. */
@@ -454,10 +456,7 @@ export class LiveEngine {
       owner.newcomers.delete(sub);
       owner.keys?.forget(sub);
       this.ended();
-      if (owner.subscribers.size === 0 && this.live.get(owner.key) === owner) {
-        this.live.delete(owner.key);
-        this.stats.shapes--;
-      }
+      this.dropIfEmpty(this.live, owner);
     }, new SlidingBuffer(1));
   }
 
@@ -529,10 +528,7 @@ export class LiveEngine {
       owner.catching.delete(sub);
       owner.subscribers.delete(sub.sid);
       this.ended();
-      if (owner.subscribers.size === 0 && this.changeShapes.get(owner.key) === owner) {
-        this.changeShapes.delete(owner.key);
-        this.stats.shapes--;
-      }
+      this.dropIfEmpty(this.changeShapes, owner);
     }, new FixedBuffer(CHANGE_BUFFER));
   }
 
@@ -578,6 +574,13 @@ export class LiveEngine {
         shape.catchingUp = false;
       }
     })();
+  }
+
+  /** Drops `shape` once its last subscriber left, unless another shape took its key meanwhile (shapeOf's counterpart). */
+  private dropIfEmpty<T extends { key: string; subscribers: Map<string, unknown> }>(shapes: Map<string, T>, shape: T): void {
+    if (shape.subscribers.size > 0 || shapes.get(shape.key) !== shape) return;
+    shapes.delete(shape.key);
+    this.stats.shapes--;
   }
 
   private async catchUpRound(shape: ChangeShapeState, group: ChangeSubscriber[]): Promise<void> {
@@ -671,18 +674,17 @@ export class LiveEngine {
       owner.waiting.delete(sub);
       owner.subscribers.delete(sub.sid);
       this.ended();
-      if (owner.subscribers.size === 0 && this.streamShapes.get(owner.key) === owner) {
-        this.streamShapes.delete(owner.key);
-        this.stats.shapes--;
-      }
+      this.dropIfEmpty(this.streamShapes, owner);
     });
   }
 
   /** Every table the change log can hold a change of: the listed ones and those their rules read, as capture installs them. */
   private capturedTables(): Set<string> {
-    const all = new Set<string>();
-    for (const name of this.api.tables.keys()) for (const t of this.api.rules.readsTables(name)) for (const b of this.api.reads(t)) all.add(b);
-    return all;
+    if (!this.captured) {
+      this.captured = new Set();
+      for (const name of this.api.tables.keys()) for (const t of this.api.rules.readsTables(name)) for (const b of this.api.reads(t)) this.captured.add(b);
+    }
+    return this.captured;
   }
 
   /** Evaluates a stream shape until nothing waits; one evaluation of a shape at a time. */
