@@ -12,6 +12,7 @@ import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type 
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
 import { compileStream, evaluateStream, type StreamShape, type StreamSubscriber } from './stream.ts';
 import { RootKeys } from './keys.ts';
+import { Resumes } from './resumes.ts';
 import { filterTables, relationsRead, tablesRead, targeting } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
@@ -145,6 +146,8 @@ export class LiveEngine {
   private readonly live = new Map<string, LiveShapeState>();
   private readonly changeShapes = new Map<string, ChangeShapeState>();
   private readonly streamShapes = new Map<string, StreamShapeState>();
+  /** Change-stream events kept for subscribers resuming with `after` (resumes.ts). */
+  private readonly resumes = new Resumes();
   private readonly count = () => {
     this.stats.statements++;
   };
@@ -182,6 +185,7 @@ export class LiveEngine {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    this.resumes.clear();
   }
 
   /**
@@ -291,6 +295,7 @@ export class LiveEngine {
       const change = breakIn(breaks, (t) => t === shape.table || shape.boundaries.has(t));
       if (change) for (const sub of [...shape.subscribers.values()]) sub.fail(changesResync(change));
     }
+    this.resumes.broken((tables) => breakIn(breaks, (t) => tables.has(t)) !== undefined);
     // Streams read the tables themselves: rows committed during a resync are past their cursors still.
     for (const shape of this.streamShapes.values()) {
       if (!breakIn(breaks, (t) => shape.tables.has(t))) continue;
@@ -369,7 +374,7 @@ export class LiveEngine {
           const changes = shape.pending;
           shape.pending = [];
           const subs = [...shape.subscribers.values()].filter((sub) => !sub.backlog);
-          if (subs.length) await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
+          if (subs.length) await this.evaluateChanges(shape, subs, changes);
         }
       } finally {
         shape.running = false;
@@ -491,6 +496,10 @@ export class LiveEngine {
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson} ${sql.join([...deltas.values()].map((d) => d ?? sql.null), ' ')}`);
     const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     const boundaries = new Set(asOf.tables.map((t) => t.name));
+    const fields = field.children.map((c) => ({ key: c.key, name: c.name }));
+    // Events whose images are made of the row's columns only are a function of the change history:
+    // kept for resumes (resumes.ts). A relationship or a computed field reads the tables as they are.
+    const fromHistory = ['row', 'old'].every((name) => images(name).every((f) => f.children.every((c) => c.typename !== undefined || model.readable.some((col) => col.name === c.name))));
     // Registered when the subscription starts, as in subscribeLive.
     let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false, catching: new Set(), catchingUp: false };
     const mine = binder.values.slice();
@@ -504,27 +513,44 @@ export class LiveEngine {
         values: mine,
         cursor: after ?? this.source.head(),
         backlog: after ? [] : null,
-        fields: field.children.map((c) => ({ key: c.key, name: c.name })),
+        fields,
         push: (event) => {
-          // Events cannot be skipped: past CHANGE_BUFFER unread events the stream ends, and the
-          // client resumes with `after` (nothing is lost, the change log still has them).
-          try {
-            push(event).catch(() => {});
-          } catch {
-            stop(new GraphQLError(`the client reads too slowly: more than ${CHANGE_BUFFER} events are waiting; resume with after`, { extensions: { code: 'LIMIT_EXCEEDED' } }));
-          }
+          this.resumes.record(sub, event);
+          send(event);
         },
-        fail: (err) => stop(subscriptionError(err, this.observer)),
+        fail: (err) => {
+          // What it was judged after an error (a RESYNC ends it) is not a history to replay.
+          this.resumes.end(sub);
+          stop(subscriptionError(err, this.observer));
+        },
       };
+      // Events cannot be skipped: past CHANGE_BUFFER unread events the stream ends, and the
+      // client resumes with `after` (nothing is lost, the change log still has them).
+      const send = (event: Record<string, unknown>) => {
+        try {
+          push(event).catch(() => {});
+        } catch {
+          stop(new GraphQLError(`the client reads too slowly: more than ${CHANGE_BUFFER} events are waiting; resume with after`, { extensions: { code: 'LIMIT_EXCEEDED' } }));
+        }
+      };
+      if (fromHistory) this.resumes.track(sub, `${key}\u0000${JSON.stringify(fields)}\u0000${JSON.stringify(mine)}`, new Set([model.name, ...boundaries]));
       owner.subscribers.set(sub.sid, sub);
       this.started();
-      // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
-      // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
       if (sub.backlog) {
+        // What the engine judged for an earlier subscription like this one is sent from memory; the
+        // log is read from where that ends.
+        const kept = this.resumes.replay(sub, sub.cursor);
+        if (kept) {
+          for (const event of kept.events) send(event);
+          sub.cursor = kept.to;
+        }
+        // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
+        // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
         owner.catching.add(sub);
         this.catchUp(owner);
       }
       await stop;
+      this.resumes.end(sub);
       owner.catching.delete(sub);
       owner.subscribers.delete(sub.sid);
       this.ended();
@@ -588,7 +614,7 @@ export class LiveEngine {
       for (const sub of subs) shape.catching.delete(sub);
     };
     const evaluate = async (subs: ChangeSubscriber[], changes: Change[]) => {
-      const live = new Set(await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count)));
+      const live = new Set(await this.evaluateChanges(shape, subs, changes));
       // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
       done(subs.filter((sub) => !live.has(sub)));
       return subs.filter((sub) => live.has(sub));
@@ -630,6 +656,17 @@ export class LiveEngine {
     }
     for (const sub of live) sub.backlog = null;
     done(live);
+  }
+
+  /** evaluateChanges, and what it judged for each subscriber still live kept for resumes (resumes.ts). */
+  private async evaluateChanges(shape: ChangeShapeState, subs: ChangeSubscriber[], changes: Change[]): Promise<ChangeSubscriber[]> {
+    const from = subs.map((sub) => sub.cursor);
+    const live = await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
+    const still = new Set(live);
+    subs.forEach((sub, i) => {
+      if (still.has(sub)) this.resumes.covered(sub, from[i]!, sub.cursor);
+    });
+    return live;
   }
 
   private visibleFor(scope: ReturnType<typeof scopeFor>, model: TableModel, row: symbol): SQL {
