@@ -2,6 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import { jsonRelation, SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import type { RootKeys } from './keys.ts';
+import type { RowIndex } from './row-index.ts';
 
 /** One live query subscriber: its values for the shape's columns and the hash of what it last got. */
 export interface LiveSubscriber {
@@ -27,6 +28,10 @@ export interface LiveShape {
   match: SQL | null;
   /** Root rows each subscriber's result holds, for changes right below the root; null when none are tracked. */
   keys: RootKeys | null;
+  /** The subscribers by what `match` requires of a changed root row (row-index.ts); null when `match` is. */
+  index: RowIndex<LiveSubscriber> | null;
+  /** The visibility's branches that do not read the row (the admin rule), OR-ed; null when there are none. */
+  flag: SQL | null;
   /** The JSON answer of one subscriber, with its values as SUBSCRIBERS.p<n>. */
   expr: SQL;
   width: number;
@@ -164,8 +169,8 @@ export interface Roster {
   parts: { json: string; groups: LiveSubscriber[][] }[];
 }
 
-export function buildRoster(shape: LiveShape, batch: number): Roster {
-  const all = groupByValues(shape.subscribers.values());
+export function buildRoster(subscribers: Iterable<LiveSubscriber>, batch: number): Roster {
+  const all = groupByValues(subscribers);
   const parts: Roster['parts'] = [];
   for (let i = 0; i < all.length; i += batch) {
     const slice = all.slice(i, i + batch);
@@ -177,6 +182,33 @@ export function buildRoster(shape: LiveShape, batch: number): Roster {
     parts.push({ json: JSON.stringify(rows), groups: slice.map((g) => g.members) });
   }
   return { parts };
+}
+
+/**
+ * Evaluates, for those of `subs` the shape's index keeps a flag for, the visibility's branches that
+ * do not read the row (`flag`: the admin rule), one statement per `batch` distinct values, and
+ * records each result in the index: while it is true, every changed row concerns the subscriber.
+ * A statement that fails for a reason other than the connection leaves its subscribers flagged,
+ * which only costs them an evaluation per commit.
+ */
+export async function evaluateFlags(db: Sql, shape: LiveShape, subs: LiveSubscriber[], batch: number, count: () => void): Promise<void> {
+  const index = shape.index;
+  const flag = shape.flag;
+  if (!index || !flag) return;
+  const flagged = subs.filter((sub) => index.flags(sub));
+  const chunks: Group[][] = [];
+  for (let i = 0; i < flagged.length; i += batch) chunks.push(groupByValues(flagged.slice(i, i + batch)));
+  await inParallel(chunks, async (chunk) => {
+    const relation = subscriberRelation(chunk, shape.width);
+    try {
+      count();
+      const rows = await retryOnDisconnect(() => runSql<{ sid: string; on: boolean }>(db, sql`SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, (${flag}) IS TRUE AS on FROM ${relation}`));
+      for (const row of rows) for (const sub of chunk[Number(row.sid)]?.members ?? []) index.setFlag(sub, row.on);
+    } catch (err) {
+      if (isConnectionError(err)) throw err;
+      for (const group of chunk) for (const sub of group.members) index.setFlag(sub, true);
+    }
+  });
 }
 
 /**
