@@ -52,7 +52,7 @@ interface LiveShapeState extends LiveShape {
   images: Record<string, unknown>[];
   /** Changed rows of tracked tables right below the root (old and new images by table), not yet looked at. */
   childImages: Map<string, Record<string, unknown>[]>;
-  /** The tables the visibility's row-independent branches read (`flag`): a commit to one re-evaluates the flags. */
+  /** The tables the visibility's row-independent branches read (`flag`): a commit to one makes the flags unevaluated. */
   flagTables: Set<string>;
   flagsStale: boolean;
   /** The index's fallback subscribers as relations for evaluateImages; null after one came or went. */
@@ -120,6 +120,11 @@ function changesResync(change: Change): GraphQLError {
 /** The first TRUNCATE or RESYNC among `changes` that concerns a subscription reading `tables`. */
 function breakIn(changes: Change[], tables: (t: string) => boolean): Change | undefined {
   return changes.find((c) => c.op === 'RESYNC' || (c.op === 'TRUNCATE' && tables(c.table)));
+}
+
+/** Waits for every task and then throws the first failure: nothing of the shape is left in flight. */
+async function settled(...tasks: Promise<unknown>[]): Promise<void> {
+  for (const result of await Promise.allSettled(tasks)) if (result.status === 'rejected') throw result.reason;
 }
 
 function touches(relations: ReadonlySet<string>, changed: ReadonlySet<string>): boolean {
@@ -321,15 +326,17 @@ export class LiveEngine {
           shape.images = [];
           shape.childImages.clear();
           shape.newcomers.clear();
-          // Flags before the images of this round are looked up: a commit may have made someone an admin.
-          const unflagged = flagsStale ? [...shape.subscribers.values()] : newcomers;
-          if (unflagged.length) await evaluateFlags(this.db, shape, unflagged, this.batch, this.count);
+          // Here, with no evaluation of the shape in flight: none can record a flag from before the change.
+          if (flagsStale) shape.index?.forgetFlags();
+          // The flags of newcomers (or of everyone, after such a change) beside their evaluation, so
+          // that the next changed rows are looked up without a statement for them.
+          const flags = () => evaluateFlags(this.db, shape, this.batch, this.count);
           if (dirty) {
-            await this.timed('live_query', () => evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count));
+            await settled(flags(), this.timed('live_query', () => evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count)));
             continue;
           }
           // Newcomers are evaluated after every change they were subscribed for: they need nothing else.
-          if (newcomers.length) await this.timed('live_query', () => evaluateLive(this.db, shape, newcomers, this.batch, this.count));
+          if (newcomers.length) await settled(flags(), this.timed('live_query', () => evaluateLive(this.db, shape, newcomers, this.batch, this.count)));
           // Each evaluation below sees every change of this round (they are all committed), so a
           // subscriber evaluated once needs nothing more this round.
           const done = new Set<LiveSubscriber>(newcomers);
@@ -359,6 +366,8 @@ export class LiveEngine {
    */
   private async evaluateImages(shape: LiveShapeState, images: Record<string, unknown>[], done: ReadonlySet<LiveSubscriber>): Promise<LiveSubscriber[]> {
     const index = shape.index!;
+    // On the tables as they are: at least as new as every commit delivered (they come in commit order).
+    await evaluateFlags(this.db, shape, this.batch, this.count);
     const matched = [...index.matched(images)].filter((sub) => !done.has(sub) && shape.subscribers.get(sub.sid) === sub);
     if (matched.length) await this.timed('live_query', () => evaluateLive(this.db, shape, matched, this.batch, this.count));
     if (index.fallback.size === 0) return matched;

@@ -185,19 +185,20 @@ export function buildRoster(subscribers: Iterable<LiveSubscriber>, batch: number
 }
 
 /**
- * Evaluates, for those of `subs` the shape's index keeps a flag for, the visibility's branches that
- * do not read the row (`flag`: the admin rule), one statement per `batch` distinct values, and
- * records each result in the index: while it is true, every changed row concerns the subscriber.
- * A statement that fails for a reason other than the connection leaves its subscribers flagged,
- * which only costs them an evaluation per commit.
+ * Evaluates the flags the shape's index has not (`unevaluated`): the visibility's branches that do
+ * not read the row (`flag`: the admin rule), for each subscriber, one statement per `batch`, and
+ * records each in the index: while it is true, every changed row concerns the subscriber. Run just
+ * before changed rows are looked up, so a burst of subscribers costs nothing until a commit needs
+ * their flags. A statement that fails for a reason other than the connection counts its
+ * subscribers' flags as true, which only costs them an evaluation per commit.
  */
-export async function evaluateFlags(db: Sql, shape: LiveShape, subs: LiveSubscriber[], batch: number, count: () => void): Promise<void> {
+export async function evaluateFlags(db: Sql, shape: LiveShape, batch: number, count: () => void): Promise<void> {
   const index = shape.index;
   const flag = shape.flag;
-  if (!index || !flag) return;
-  const flagged = subs.filter((sub) => index.flags(sub));
+  if (!index || !flag || index.unevaluated.size === 0) return;
+  const subs = [...index.unevaluated];
   const chunks: Group[][] = [];
-  for (let i = 0; i < flagged.length; i += batch) chunks.push(groupByValues(flagged.slice(i, i + batch)));
+  for (let i = 0; i < subs.length; i += batch) chunks.push(groupByValues(subs.slice(i, i + batch)));
   await inParallel(chunks, async (chunk) => {
     const relation = subscriberRelation(chunk, shape.width);
     try {

@@ -139,11 +139,14 @@ export function matchNeeds(visible: RowNeeds, filter: string[] | null): RowNeeds
  */
 export class RowIndex<S extends object> {
   private readonly byKey = new Map<string, Set<S>>();
-  /** Every column some subscriber is keyed on: each changed row is looked up on these. */
+  /** Every column a subscriber was keyed on (at most the table's columns): each changed row is looked up on these. */
   private readonly columns = new Set<string>();
   private readonly needs = new Map<S, RowNeeds>();
   private readonly unkeyed = new Set<S>();
+  /** Subscribers whose row-independent branch was true when last evaluated. */
   private readonly flagged = new Set<S>();
+  /** Subscribers whose row-independent branch is not evaluated (new, or a table it reads changed since). */
+  private readonly unknown = new Set<S>();
 
   /** Subscribers whose needs give no keys: every changed row is tested against them in PostgreSQL. */
   get fallback(): ReadonlySet<S> {
@@ -153,8 +156,7 @@ export class RowIndex<S extends object> {
   add(sub: S, needs: RowNeeds): void {
     this.needs.set(sub, needs);
     if (needs.keys === null) return void this.unkeyed.add(sub);
-    // Until its flag is evaluated, a row-independent branch may be true.
-    if (needs.flag) this.flagged.add(sub);
+    if (needs.flag) this.unknown.add(sub);
     for (const key of new Set(needs.keys)) {
       this.columns.add(key.slice(0, key.indexOf('\u0000')));
       let set = this.byKey.get(key);
@@ -169,6 +171,7 @@ export class RowIndex<S extends object> {
     this.needs.delete(sub);
     this.unkeyed.delete(sub);
     this.flagged.delete(sub);
+    this.unknown.delete(sub);
     for (const key of needs.keys ?? []) {
       const set = this.byKey.get(key);
       set?.delete(sub);
@@ -176,21 +179,26 @@ export class RowIndex<S extends object> {
     }
   }
 
-  /** Whether `sub` has a row-independent branch whose truth must be kept (setFlag). */
-  flags(sub: S): boolean {
-    return !!this.needs.get(sub)?.flag && this.needs.get(sub)!.keys !== null;
+  /** The subscribers whose flag must be evaluated (setFlag) before a changed row is looked up. */
+  get unevaluated(): ReadonlySet<S> {
+    return this.unknown;
+  }
+
+  /** A table the row-independent branches read changed: every flag is to be evaluated again. */
+  forgetFlags(): void {
+    for (const sub of this.needs.keys()) if (this.needs.get(sub)!.flag && this.needs.get(sub)!.keys !== null) this.unknown.add(sub);
   }
 
   /** The row-independent branch of `sub` is `on` (evaluated on the tables as they are). */
   setFlag(sub: S, on: boolean): void {
-    if (!this.flags(sub)) return;
+    if (!this.unknown.delete(sub)) return;
     if (on) this.flagged.add(sub);
     else this.flagged.delete(sub);
   }
 
-  /** The keyed subscribers one of `rows` (old and new images of changed root rows) can concern. */
+  /** The keyed subscribers one of `rows` (old and new images of changed root rows) can concern; an unevaluated flag counts as true. */
   matched(rows: Iterable<Record<string, unknown>>): Set<S> {
-    const found = new Set<S>(this.flagged);
+    const found = new Set<S>([...this.flagged, ...this.unknown]);
     for (const row of rows) {
       for (const column of this.columns) {
         const text = imageText(row[column]);
