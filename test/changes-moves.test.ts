@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { execute, parse } from 'graphql';
 import { useTestDatabase } from './support/db.ts';
 import { asCaller, startLive, type LiveHarness, type Subscription } from './support/live.ts';
+import { eventsUntil, random, Replica, stampedHead } from './support/replica.ts';
 
 // Issue 12: a t_changes subscriber's replica (its events applied in order) equals a fresh query of
 // t after every commit, whatever table the commit wrote: memberships granted and revoked, admins
@@ -34,73 +35,25 @@ beforeAll(async () => {
 
 type Row = { id: number; grp: number; owner: string; title: string };
 
-/** A subscriber's copy of what it may see, kept from its events only. */
-class Replica {
-  rows = new Map<number, Row>();
-  faults: string[] = [];
-  constructor(readonly sub: Subscription) {}
-  apply(e: { op: string; row: Row | null; old: Row | null }): void {
-    const id = (e.row ?? e.old)!.id;
-    if (e.op === 'INSERT' && this.rows.has(id)) this.faults.push(`INSERT of ${id}, which it holds`);
-    if (e.op !== 'INSERT' && !this.rows.has(id)) this.faults.push(`${e.op} of ${id}, which it does not hold`);
-    if (e.op === 'DELETE') this.rows.delete(id);
-    else this.rows.set(id, e.row!);
-  }
-  sorted(): Row[] {
-    return [...this.rows.values()].sort((a, b) => a.id - b.id);
-  }
-}
-
 const SELECTION = '{ op row { id grp owner title } old { id grp owner title } }';
 const FROM = `subscription($after: String) { doc_changes(after: $after) { op position row { id title } old { id title } } }`;
-type Event = { op: string; position: string; row: { title: string } | null; old: { title: string } | null };
 
-async function until(sub: Subscription, title: string): Promise<Event[]> {
-  const out: Event[] = [];
-  for (;;) {
-    const r = await sub.next();
-    expect(r.errors).toBeUndefined();
-    const e = r.data!['doc_changes'] as Event;
-    out.push(e);
-    if ((e.row ?? e.old)?.title === title) return out;
-  }
-}
-
-async function head(): Promise<string> {
-  for (;;) {
-    const [row] = await db.sql<{ held: boolean; top: string }[]>`
-      SELECT EXISTS (SELECT 1 FROM rowgate.change_log WHERE pos IS NULL) AS held, COALESCE(max(pos), 0)::text AS top FROM rowgate.change_log`;
-    if (!row!.held) return row!.top;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const until = (sub: Subscription, title: string) => eventsUntil(sub, 'doc_changes', title);
+const head = () => stampedHead(db.sql);
 
 async function fresh(person: string): Promise<Row[]> {
   const r = await execute({ schema: h.schema, document: parse('{ doc(order_by: {id: asc}) { id grp owner title } }'), contextValue: { caller: asCaller(person) } });
   return r.data!['doc'] as Row[];
 }
 
-/** Applies events until the replica equals a fresh query (or fails after a few seconds). */
-async function converge(replica: Replica, person: string): Promise<void> {
-  const want = await fresh(person);
-  const deadline = Date.now() + 5000;
-  while (JSON.stringify(replica.sorted()) !== JSON.stringify(want)) {
-    if (Date.now() > deadline) throw new Error(`${person}: replica ${JSON.stringify(replica.sorted())} != query ${JSON.stringify(want)}`);
-    const r = await replica.sub.next(Math.max(1, deadline - Date.now()));
-    expect(r.errors).toBeUndefined();
-    replica.apply(r.data!['doc_changes'] as { op: string; row: Row | null; old: Row | null });
-  }
-}
-
-function random(seed: number): () => number {
-  let x = seed;
-  return () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+async function converge(replica: Replica<Row>, person: string): Promise<void> {
+  await replica.converge(await fresh(person), person);
 }
 
 describe('change streams follow visibility through every table the rules read', () => {
   it('random commits to every table: each replica equals a fresh query after each one', async () => {
-    const replicas = new Map<string, Replica>();
-    for (const p of PEOPLE) replicas.set(p, new Replica(await h.open(p, `subscription { doc_changes ${SELECTION} }`)));
+    const replicas = new Map<string, Replica<Row>>();
+    for (const p of PEOPLE) replicas.set(p, new Replica<Row>(await h.open(p, `subscription { doc_changes ${SELECTION} }`), 'doc_changes'));
     const rnd = random(7);
     const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     let nextId = 1;

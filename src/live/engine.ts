@@ -11,9 +11,10 @@ import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSub
 import { buildRoster, evaluateFlags, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
 import { matchNeeds, pkNeeds, RowIndex, visibilityNeeds, whereNeeds, type RowNeeds } from './row-index.ts';
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
-import { compileStream, evaluateStream, type StreamShape, type StreamSubscriber } from './stream.ts';
+import { compileStream, evaluateStream, movedRows, type MovedPage, type StreamShape, type StreamSubscriber } from './stream.ts';
 import { RootKeys } from './keys.ts';
-import { filterTables, relationsRead, tablesRead, targeting } from './tables.ts';
+import { Resumes } from './resumes.ts';
+import { filterTables, relationsRead, tablesRead, targeting, textStable } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -154,6 +155,8 @@ export class LiveEngine {
   private readonly live = new Map<string, LiveShapeState>();
   private readonly changeShapes = new Map<string, ChangeShapeState>();
   private readonly streamShapes = new Map<string, StreamShapeState>();
+  /** Change-stream events kept for subscribers resuming with `after` (resumes.ts). */
+  private readonly resumes = new Resumes();
   private readonly count = () => {
     this.stats.statements++;
   };
@@ -191,6 +194,7 @@ export class LiveEngine {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    this.resumes.clear();
   }
 
   /**
@@ -301,6 +305,7 @@ export class LiveEngine {
       const change = breakIn(breaks, (t) => t === shape.table || shape.boundaries.has(t));
       if (change) for (const sub of [...shape.subscribers.values()]) sub.fail(changesResync(change));
     }
+    this.resumes.broken((tables) => breakIn(breaks, (t) => tables.has(t)) !== undefined);
     // Streams read the tables themselves: rows committed during a resync are past their cursors still.
     for (const shape of this.streamShapes.values()) {
       if (!breakIn(breaks, (t) => shape.tables.has(t))) continue;
@@ -385,6 +390,27 @@ export class LiveEngine {
   }
 
   /**
+   * What the subscription's match requires of a changed root row (row-index.ts), and the
+   * visibility's rules that do not read the row (kept as a flag per subscriber).
+   */
+  private rowNeeds(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField, filtered: boolean): RowNeeds & { rowless: CompiledRule[] } {
+    const rules = this.api.rules.policy(model.name)?.select;
+    // The admin secret and public tables: visibility is true, only the filter narrows.
+    const visible = caller.admin || !rules || rules === 'public' ? { needs: { keys: null, flag: false }, rowless: [] } : visibilityNeeds(model, rules, caller);
+    const filter = !filtered ? null : kind === 'byPk' ? pkNeeds(model, field.args) : whereNeeds(model, field.args['where']);
+    const needs = matchNeeds(visible.needs, filter);
+    return { ...needs, rowless: needs.flag ? visible.rowless : [] };
+  }
+
+  /** The tables (base tables of views) that the rules `rowless` of `model` read, `model` aside: they do not read its row. */
+  private flagTables(model: TableModel, rowless: CompiledRule[]): Set<string> {
+    const out = new Set<string>();
+    if (rowless.length === 0) return out;
+    for (const t of this.api.rules.readsTables(model.name, rowless)) if (t !== model.name) for (const b of this.api.reads(t)) out.add(b);
+    return out;
+  }
+
+  /**
    * Evaluates a change stream's pending changes for its subscribers that are live (not catching up):
    * everything that arrived while one evaluation ran goes into the next, so a burst costs one
    * statement per 500 changes and 1,000 subscribers, and subscribers who left are not evaluated.
@@ -398,7 +424,7 @@ export class LiveEngine {
           const changes = shape.pending;
           shape.pending = [];
           const subs = [...shape.subscribers.values()].filter((sub) => !sub.backlog);
-          if (subs.length) await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
+          if (subs.length) await this.evaluateChanges(shape, subs, changes);
         }
       } finally {
         shape.running = false;
@@ -504,7 +530,7 @@ export class LiveEngine {
    * change log; live deliveries that arrive meanwhile wait in a backlog and are applied after it,
    * skipping what the catch-up already covered, so nothing is lost or sent twice.
    */
-  subscribeChanges(caller: Caller, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
+  subscribeChanges(caller: Caller, model: TableModel, field: SelectedField, movesOnly = false): AsyncIterable<unknown> {
     const binder = new ColumnBinder();
     const scope = scopeFor(this.api, caller, binder);
     const where = field.args['where'] as Record<string, unknown> | undefined;
@@ -528,10 +554,14 @@ export class LiveEngine {
     // A table the filter reads can move any row in or out (null: every visible row is compared).
     for (const { name } of asOf.tables) if (name !== model.name) deltas.set(name, asOf.filtered.has(name) ? null : scope.params ? deltaVisibility(this.api, asOf, model.name, name, scope.params) : sql.false);
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson} ${sql.join([...deltas.values()].map((d) => d ?? sql.null), ' ')}`);
-    const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
+    const key = `${movesOnly ? 'moves\u0000' : ''}${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     const boundaries = new Set(asOf.tables.map((t) => t.name));
+    const fields = field.children.map((c) => ({ key: c.key, name: c.name }));
+    // Events whose images are made of the row's columns only are a function of the change history:
+    // kept for resumes (resumes.ts). A relationship or a computed field reads the tables as they are.
+    const fromHistory = !movesOnly && ['row', 'old'].every((name) => images(name).every((f) => f.children.every((c) => c.typename !== undefined || model.readable.some((col) => col.name === c.name))));
     // Registered when the subscription starts, as in subscribeLive.
-    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false, catching: new Set(), catchingUp: false };
+    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false, catching: new Set(), catchingUp: false, movesOnly };
     const mine = binder.values.slice();
     return new Repeater<unknown>(async (push, stop) => {
       const refused = this.refusal(fresh!.relations);
@@ -543,30 +573,47 @@ export class LiveEngine {
         values: mine,
         cursor: after ?? this.source.head(),
         backlog: after ? [] : null,
-        fields: field.children.map((c) => ({ key: c.key, name: c.name })),
+        fields,
         push: (event) => {
-          // Events cannot be skipped: past CHANGE_BUFFER unread events the stream ends, and the
-          // client resumes with `after` (nothing is lost, the change log still has them).
-          try {
-            push(event).catch(() => {});
-          } catch {
-            stop(new GraphQLError(`the client reads too slowly: more than ${CHANGE_BUFFER} events are waiting; resume with after`, { extensions: { code: 'LIMIT_EXCEEDED' } }));
-          }
+          this.resumes.record(sub, event);
+          send(event);
         },
-        fail: (err) => stop(subscriptionError(err, this.observer)),
+        fail: (err) => {
+          // What it was judged after an error (a RESYNC ends it) is not a history to replay.
+          this.resumes.end(sub);
+          stop(subscriptionError(err, this.observer));
+        },
       };
+      // Events cannot be skipped: past CHANGE_BUFFER unread events the stream ends, and the
+      // client resumes with `after` (nothing is lost, the change log still has them).
+      const send = (event: Record<string, unknown>) => {
+        try {
+          push(event).catch(() => {});
+        } catch {
+          stop(new GraphQLError(`the client reads too slowly: more than ${CHANGE_BUFFER} events are waiting; resume with after`, { extensions: { code: 'LIMIT_EXCEEDED' } }));
+        }
+      };
+      if (fromHistory) this.resumes.track(sub, `${key}\u0000${JSON.stringify(fields)}\u0000${JSON.stringify(mine)}`, new Set([model.name, ...boundaries]));
       owner.subscribers.set(sub.sid, sub);
-      this.started();
-      // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
-      // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
+      if (!movesOnly) this.started();
       if (sub.backlog) {
+        // What the engine judged for an earlier subscription like this one is sent from memory; the
+        // log is read from where that ends.
+        const kept = this.resumes.replay(sub, sub.cursor);
+        if (kept) {
+          for (const event of kept.events) send(event);
+          sub.cursor = kept.to;
+        }
+        // Catching up runs beside the shape's live evaluations: until it is done, live deliveries for
+        // this subscriber wait in its backlog, and its cursor filters out what both paths saw.
         owner.catching.add(sub);
         this.catchUp(owner);
       }
       await stop;
+      this.resumes.end(sub);
       owner.catching.delete(sub);
       owner.subscribers.delete(sub.sid);
-      this.ended();
+      if (!movesOnly) this.ended();
       this.dropIfEmpty(this.changeShapes, owner);
     }, new FixedBuffer(CHANGE_BUFFER));
   }
@@ -627,7 +674,7 @@ export class LiveEngine {
       for (const sub of subs) shape.catching.delete(sub);
     };
     const evaluate = async (subs: ChangeSubscriber[], changes: Change[]) => {
-      const live = new Set(await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count)));
+      const live = new Set(await this.evaluateChanges(shape, subs, changes));
       // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
       done(subs.filter((sub) => !live.has(sub)));
       return subs.filter((sub) => live.has(sub));
@@ -671,25 +718,15 @@ export class LiveEngine {
     done(live);
   }
 
-  /**
-   * What the subscription's match requires of a changed root row (row-index.ts), and the
-   * visibility's rules that do not read the row (kept as a flag per subscriber).
-   */
-  private rowNeeds(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField, filtered: boolean): RowNeeds & { rowless: CompiledRule[] } {
-    const rules = this.api.rules.policy(model.name)?.select;
-    // The admin secret and public tables: visibility is true, only the filter narrows.
-    const visible = caller.admin || !rules || rules === 'public' ? { needs: { keys: null, flag: false }, rowless: [] } : visibilityNeeds(model, rules, caller);
-    const filter = !filtered ? null : kind === 'byPk' ? pkNeeds(model, field.args) : whereNeeds(model, field.args['where']);
-    const needs = matchNeeds(visible.needs, filter);
-    return { ...needs, rowless: needs.flag ? visible.rowless : [] };
-  }
-
-  /** The tables (base tables of views) that the rules `rowless` of `model` read, `model` aside: they do not read its row. */
-  private flagTables(model: TableModel, rowless: CompiledRule[]): Set<string> {
-    const out = new Set<string>();
-    if (rowless.length === 0) return out;
-    for (const t of this.api.rules.readsTables(model.name, rowless)) if (t !== model.name) for (const b of this.api.reads(t)) out.add(b);
-    return out;
+  /** evaluateChanges, and what it judged for each subscriber still live kept for resumes (resumes.ts). */
+  private async evaluateChanges(shape: ChangeShapeState, subs: ChangeSubscriber[], changes: Change[]): Promise<ChangeSubscriber[]> {
+    const from = subs.map((sub) => sub.cursor);
+    const live = await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
+    const still = new Set(live);
+    subs.forEach((sub, i) => {
+      if (still.has(sub)) this.resumes.covered(sub, from[i]!, sub.cursor);
+    });
+    return live;
   }
 
   private visibleFor(scope: ReturnType<typeof scopeFor>, model: TableModel, row: symbol): SQL {
@@ -730,12 +767,74 @@ export class LiveEngine {
       this.started();
       owner.waiting.add(sub);
       this.drainStream(owner);
+      const unfollow = this.followMoves(caller, model, field, compiled.moved, sub, compiled.shape.limit);
       await stop;
+      unfollow();
       owner.waiting.delete(sub);
       owner.subscribers.delete(sub.sid);
       this.ended();
       this.dropIfEmpty(this.streamShapes, owner);
     });
+  }
+
+  /**
+   * A stream's rows that enter the subscriber's view through another table (a membership granted)
+   * after the stream passed them: its cursor is beyond them, so its pages would never bring them.
+   * The moves are found as a change stream finds them (a `t_changes` subscription of the same
+   * caller and `where` that judges only moves, multiplexed with every stream like it); each row
+   * that entered is then read as the stream reads its rows, if it is still visible and at or before
+   * the cursor (past it, the next page brings it), and sent in batches of `batch_size`. Nothing to
+   * follow when the rules and the filter read no other table (or row), or the key's text is not
+   * the same in an event as in the table. Returns what stops following.
+   */
+  private followMoves(caller: Caller, model: TableModel, field: SelectedField, moved: MovedPage, sub: StreamSubscriber, batchSize: number): () => void {
+    const where = field.args['where'];
+    const asOf = asOfSpec(this.api, model.name, filterTables(this.api, model, where));
+    const pk = model.table.primaryKey;
+    if ((!asOf.selfRead && !asOf.tables.some((t) => t.name !== model.name)) || !pk.length || !pk.every((c) => textStable(model.table.columns, c))) return () => {};
+    const leaf = (name: string): SelectedField => ({ key: name, name, args: {}, children: [] });
+    const changes: SelectedField = { key: 'moves', name: `${model.name}_changes`, args: where === undefined ? {} : { where }, children: [leaf('op'), leaf('position'), { ...leaf('row'), children: pk.map(leaf) }] };
+    const events = this.subscribeChanges(caller, model, changes, true)[Symbol.asyncIterator]();
+    let keys: string[][] = [];
+    let reading = false;
+    const read = async () => {
+      if (reading) return;
+      reading = true;
+      try {
+        while (keys.length) {
+          const batch = keys;
+          keys = [];
+          const rows = await movedRows(this.db, moved, sub, batch, this.count);
+          for (let i = 0; i < rows.length; i += batchSize) void sub.push(rows.slice(i, i + batchSize));
+        }
+      } catch (err) {
+        sub.fail(err);
+      } finally {
+        reading = false;
+      }
+    };
+    // The moves of one step are pushed together: read them once all are in (the next turn of the loop).
+    let scheduled = false;
+    const schedule = () => {
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        void read();
+      });
+    };
+    void (async () => {
+      for (;;) {
+        const step = await events.next();
+        if (step.done) return;
+        const move = step.value as { op: string; position: string; row: Record<string, unknown> | null };
+        // A move is at `p:n`, n ≥ 1; `p:0` is a change of the row itself.
+        if (move?.op !== 'INSERT' || !move.row || !/:[1-9]\d*$/.test(move.position)) continue;
+        keys.push(pk.map((c) => String(move.row![c])));
+        schedule();
+      }
+    })().catch((err: unknown) => sub.fail(err));
+    return () => void events.return?.();
   }
 
   /** Every table the change log can hold a change of: the listed ones and those their rules read, as capture installs them. */
