@@ -7,7 +7,7 @@
  *
  * Environment: DATABASE_URL (else an embedded PostgreSQL in a temp dir), BENCH_FANOUT_SIZES
  * (1000,5000,10000), BENCH_FANOUT_MODES (1000,1: subscribersPerStatement values), BENCH_FANOUT_DURATION
- * (s of writing per run, 20), BENCH_FANOUT_DRAIN (s to wait for the gateway to catch up after the writer
+ * (s of writing per run, 20), BENCH_FANOUT_ONE_ROW (s of one-row commits alone before it, 15), BENCH_FANOUT_DRAIN (s to wait for the gateway to catch up after the writer
  * stops, 30), BENCH_FANOUT_WIDE (accounts whose players one wide transaction updates, 200),
  * BENCH_ACCOUNTS (max size + 5000), BENCH_FANOUT_PROFILE=DIR (CPU profile of the gateway during the
  * largest multiplexed run's writing, summarised), BENCH_FANOUT_EXPLAIN=0 (skip EXPLAIN), BENCH_KEEP_DB=1.
@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/index.ts';
@@ -184,7 +184,7 @@ interface Commit {
 /**
  * Commits for `durationMs` (and at most 10,000 commits), one at a time on one connection:
  * - every 50–100 ms, one account's name → `n-<seq>-<epochms>` (one subscriber sees it);
- * - every 2 s, one transaction setting the score of `wide` accounts' players (that many subscribers);
+ * - every 2 s, one transaction setting the score of `wide` accounts' players (that many subscribers; none when `wide` is 0);
  * - every 1 s, the name of an account nobody subscribed to (no subscriber sees it).
  */
 async function write(sql: Sql, subscribers: number, accounts: number, admins: number, wide: number, durationMs: number, firstSeq: number): Promise<Commit[]> {
@@ -196,7 +196,7 @@ async function write(sql: Sql, subscribers: number, accounts: number, admins: nu
   const random = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
   while (Date.now() - started < durationMs && commits.length < 10_000) {
     const now = Date.now();
-    if (now >= nextWide) {
+    if (wide > 0 && now >= nextWide) {
       nextWide += 2000;
       const ids = new Set<number>();
       while (ids.size < Math.min(wide, subscribers)) ids.add(random(1, subscribers));
@@ -276,6 +276,10 @@ interface RunResult {
   staleSamples: string[];
   statementForExplain: { text: string; values: unknown[]; subscribers: number } | null;
   profile: string | null;
+  /** The one-row phase before the mixed writing: its commits (name and none only), statements and latencies. */
+  oneRow: { commits: number; statements: number; expected: number; latencies: number[]; drainCapped: boolean };
+  /** 1-minute load average at the start and at the end of the run. */
+  load: [number, number];
 }
 
 async function runOnce(opts: {
@@ -289,6 +293,7 @@ async function runOnce(opts: {
   admins: number;
   wide: number;
   durationMs: number;
+  oneRowMs: number;
   drainMs: number;
   firstSeq: number;
   profileDir: string | null;
@@ -297,6 +302,7 @@ async function runOnce(opts: {
   pgDataDir: string | null;
 }): Promise<RunResult> {
   const { n, perStatement, sql } = opts;
+  const loadAtStart = loadavg()[0]!;
   const label = `N=${n} per-statement=${perStatement}`;
   const configPath = join(opts.configDir, `fanout-${n}-${perStatement}.json`);
   const limits = { ...((opts.demo['limits'] as object | undefined) ?? {}), ...opts.extraLimits, subscribersPerStatement: perStatement, maxSubscriptionsPerSocket: 100 };
@@ -360,6 +366,29 @@ async function runOnce(opts: {
     const s2 = await stats(true);
 
     await client.request({ type: 'mark' } satisfies ToClient, 'marked', 30_000);
+    // Drain: until the engine has been idle for 1 s, at most drainMs after `from`. True when capped.
+    const drain = async (from: number): Promise<boolean> => {
+      let idleSince = Date.now();
+      let prev = (await stats()).statements;
+      while (Date.now() - from < opts.drainMs) {
+        await sleep(250);
+        const now = (await stats()).statements;
+        if (now !== prev) {
+          prev = now;
+          idleSince = Date.now();
+        } else if (Date.now() - idleSince >= 1000) return false;
+      }
+      return true;
+    };
+
+    // One-row commits alone (a name seen by one subscriber, or by nobody): the statements they cost.
+    log(`${label}: one-row commits for ${opts.oneRowMs / 1000} s …`);
+    const o0 = await stats();
+    const oneRowCommits = await write(sql, n, opts.accounts, opts.admins, 0, opts.oneRowMs, opts.firstSeq);
+    const oneRowCapped = await drain(Date.now());
+    const o1 = await stats();
+    const firstSeq = opts.firstSeq + oneRowCommits.length + 10;
+
     const profiling = opts.profileDir !== null;
     if (profiling) await gateway.request({ type: 'profile-start' } satisfies ToGateway, 'profile-started', 30_000);
     const w0 = await stats();
@@ -369,7 +398,7 @@ async function runOnce(opts: {
     const self0 = process.cpuUsage();
     log(`${label}: writing for ${opts.durationMs / 1000} s …`);
     const writeStarted = Date.now();
-    const commits = await write(sql, n, opts.accounts, opts.admins, opts.wide, opts.durationMs, opts.firstSeq);
+    const commits = await write(sql, n, opts.accounts, opts.admins, opts.wide, opts.durationMs, firstSeq);
     const writeStopped = Date.now();
     const w1 = await stats();
     let profile: string | null = null;
@@ -379,22 +408,8 @@ async function runOnce(opts: {
       profile = file;
     }
 
-    // Drain: until the engine has been idle for 1 s, at most drainMs.
     log(`${label}: ${commits.length} commits; waiting for the gateway to catch up (≤ ${opts.drainMs / 1000} s) …`);
-    let idleSince = Date.now();
-    let prev = w1.statements;
-    let drainCapped = true;
-    while (Date.now() - writeStopped < opts.drainMs) {
-      await sleep(250);
-      const now = (await stats()).statements;
-      if (now !== prev) {
-        prev = now;
-        idleSince = Date.now();
-      } else if (Date.now() - idleSince >= 1000) {
-        drainCapped = false;
-        break;
-      }
-    }
+    const drainCapped = await drain(writeStopped);
     const w2 = await stats();
     const machine1 = machineCpu();
     const pg1 = postgresCpu(opts.pgDataDir);
@@ -405,7 +420,9 @@ async function runOnce(opts: {
     const statement = opts.perStatement > 1 ? (await gateway.request<{ statement: RunResult['statementForExplain'] }>({ type: 'last-statement' }, 'last-statement', 30_000)).statement : null;
 
     // Latencies: each delivery against the commit that carried its value.
-    const bySeq = new Map(commits.map((c) => [c.seq, c]));
+    const bySeq = new Map([...oneRowCommits, ...commits].map((c) => [c.seq, c]));
+    const oneRowSeqs = new Set(oneRowCommits.map((c) => c.seq));
+    const oneRowLatencies: number[] = [];
     const latencies: number[] = [];
     const latenciesByKind: Record<string, number[]> = { name: [], wide: [] };
     let unexpected = 0;
@@ -416,6 +433,10 @@ async function runOnce(opts: {
       const commit = bySeq.get(seq);
       if (!commit || !commit.targets.includes(index + 1)) {
         unexpected++;
+        continue;
+      }
+      if (oneRowSeqs.has(seq)) {
+        oneRowLatencies.push(at - commit.at);
         continue;
       }
       deliveredKeys.add(`${seq}:${index}`);
@@ -491,6 +512,14 @@ async function runOnce(opts: {
       staleSamples,
       statementForExplain: statement,
       profile,
+      oneRow: {
+        commits: oneRowCommits.length,
+        statements: o1.statements - o0.statements,
+        expected: oneRowCommits.reduce((a, c) => a + c.targets.length, 0),
+        latencies: oneRowLatencies,
+        drainCapped: oneRowCapped,
+      },
+      load: [loadAtStart, loadavg()[0]!],
     };
   } finally {
     await stopChild(client, { type: 'close' } satisfies ToClient, 30_000);
@@ -557,6 +586,7 @@ async function main(): Promise<void> {
   const sizes = envList('BENCH_FANOUT_SIZES', [1000, 5000, 10000]);
   const modes = envList('BENCH_FANOUT_MODES', [1000, 1]);
   const durationMs = envInt('BENCH_FANOUT_DURATION', 20) * 1000;
+  const oneRowMs = envInt('BENCH_FANOUT_ONE_ROW', 15) * 1000;
   const drainMs = envInt('BENCH_FANOUT_DRAIN', 30) * 1000;
   const wide = envInt('BENCH_FANOUT_WIDE', 200);
   const maxN = Math.max(...sizes);
@@ -605,8 +635,8 @@ async function main(): Promise<void> {
       for (const perStatement of modes) {
         const profileDir = profileRoot && n === maxN && perStatement > 1 ? profileRoot : null;
         if (profileDir) await mkdir(profileDir, { recursive: true });
-        const r = await runOnce({ n, perStatement, benchUrl, demo, configDir, sql, accounts, admins, wide, durationMs, drainMs, firstSeq: seq, profileDir, childEnv, extraLimits, pgDataDir });
-        seq += r.commits + 10;
+        const r = await runOnce({ n, perStatement, benchUrl, demo, configDir, sql, accounts, admins, wide, durationMs, oneRowMs, drainMs, firstSeq: seq, profileDir, childEnv, extraLimits, pgDataDir });
+        seq += r.oneRow.commits + r.commits + 20;
         results.push(r);
         // Let autovacuum and the client's closed sockets settle between runs.
         await sql.unsafe('VACUUM (ANALYZE) account, player');
@@ -650,6 +680,27 @@ async function main(): Promise<void> {
             String(r.leaks + r.unexpected),
             String(r.stale),
             String(r.errors + (r.connected < r.subscribers ? r.subscribers - r.connected : 0) + (r.firstResults < r.connected ? r.connected - r.firstResults : 0)),
+          ];
+        }),
+      ]),
+    );
+    console.log('');
+    console.log(`One-row commits alone, ${oneRowMs / 1000} s before the mixed writing (a name seen by one subscriber, every 1 s one seen by nobody); load = 1-min load average at the run's start → end:`);
+    console.log(
+      table([
+        ['N', 'mode', 'commits', 'delivered/expected', 'stmts/commit', 'p50 ms', 'p99 ms', 'max ms', 'load'],
+        ...results.map((r) => {
+          const sorted = [...r.oneRow.latencies].sort((a, b) => a - b);
+          return [
+            String(r.subscribers),
+            modeName(r.perStatement),
+            String(r.oneRow.commits),
+            `${r.oneRow.latencies.length}/${r.oneRow.expected}`,
+            `${fmt(r.oneRow.statements / r.oneRow.commits, 2)}${r.oneRow.drainCapped ? ' (drain capped)' : ''}`,
+            fmt(percentile(sorted, 50)),
+            fmt(percentile(sorted, 99)),
+            fmt(percentile(sorted, 100)),
+            `${r.load[0].toFixed(1)} → ${r.load[1].toFixed(1)}`,
           ];
         }),
       ]),

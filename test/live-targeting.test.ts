@@ -1,7 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { graphql, type ExecutionResult } from 'graphql';
 import { useTestDatabase } from './support/db.ts';
-import { asCaller, startLive, type LiveHarness, type Subscription } from './support/live.ts';
+import { asCaller, converge as convergeTo, startLive, type LiveHarness, type Watched } from './support/live.ts';
 
 // The live engine narrows commits to the subscribers they concern (src/live/tables.ts `targeting`,
 // src/live/keys.ts): a changed root row is matched against each subscriber, a changed row right
@@ -57,34 +56,11 @@ const QUERIES = [
 ];
 const SENDERS = ['u1', 'u2', 'u3', 'admin'] as const;
 
-interface Watched {
-  sender: (typeof SENDERS)[number];
-  query: string;
-  sub: Subscription;
-  last: ExecutionResult | null;
-}
-
-async function current(w: Watched): Promise<unknown> {
-  const result = await graphql({ schema: h.schema, source: `query { ${w.query} }`, contextValue: { caller: asCaller(w.sender) } });
-  expect(result.errors).toBeUndefined();
-  return result.data;
-}
-
-/** Reads w's payloads until its latest equals what a query returns now; a missed commit times out. */
-async function converge(w: Watched, step: string): Promise<void> {
-  const want = await current(w);
-  while (JSON.stringify(w.last?.data) !== JSON.stringify(want)) {
-    try {
-      w.last = await w.sub.next(4000);
-    } catch {
-      throw new Error(`${step}: ${w.sender} never got ${JSON.stringify(want)} for ${w.query}; last: ${JSON.stringify(w.last?.data)}`);
-    }
-  }
-}
+const converge = (w: Watched, step: string) => convergeTo(h.schema, w, step);
 
 async function openAll(): Promise<Watched[]> {
   const all: Watched[] = [];
-  for (const query of QUERIES) for (const sender of SENDERS) all.push({ sender, query, sub: await h.open(sender, `subscription { ${query} }`), last: null });
+  for (const query of QUERIES) for (const sender of SENDERS) all.push({ who: sender, caller: asCaller(sender), query, sub: await h.open(sender, `subscription { ${query} }`), last: null });
   return all;
 }
 
@@ -92,7 +68,7 @@ describe('live queries narrowed to whom a commit concerns', () => {
   it('a coach account changing hands hides its players from a subscriber whose filter excludes the coach', async () => {
     const all = await openAll();
     for (const w of all) await converge(w, 'start');
-    const alice = all.find((w) => w.sender === 'u1' && w.query === QUERIES[0])!;
+    const alice = all.find((w) => w.who === 'u1' && w.query === QUERIES[0])!;
     // u1 sees player 1 under account 1 ("A1") because its coach, account 2 ("B2", outside u1's filter), is u1's.
     expect(JSON.stringify(alice.last?.data)).toContain('"players":[{"id":1,"level":1}');
     await db.sql`UPDATE account SET identity = 'u3' WHERE id = 2`;

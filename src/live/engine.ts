@@ -3,12 +3,13 @@ import { FixedBuffer, Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import { sql, type SQL } from 'pg-sql2';
 import { compileSql, isConnectionError, type Sql } from '../db/index.ts';
 import { aggregateSql, byPkSql, functionArgs, functionCall, listSql, pkMatch, rowJson, scopeFor, uncheckedInputs, verifyInputs, visibleAnd, whereSql, type SelectedField } from '../resolvers/index.ts';
-import type { Caller } from '../rules/index.ts';
+import { or, type Caller, type CompiledRule } from '../rules/index.ts';
 import type { ApiModel, RootFunction, TableModel } from '../schema/index.ts';
 import { ColumnBinder } from './binder.ts';
 import { asOfRelation, asOfSpec, deltaVisibility } from './as-of.ts';
 import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSubscriber } from './change-stream.ts';
-import { buildRoster, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
+import { buildRoster, evaluateFlags, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
+import { matchNeeds, pkNeeds, RowIndex, visibilityNeeds, whereNeeds, type RowNeeds } from './row-index.ts';
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
 import { compileStream, evaluateStream, movedRows, type MovedPage, type StreamShape, type StreamSubscriber } from './stream.ts';
 import { RootKeys } from './keys.ts';
@@ -48,11 +49,14 @@ interface LiveShapeState extends LiveShape {
   relations: Set<string>;
   /** Every subscriber must be re-evaluated. */
   dirty: boolean;
-  /** Changed rows of the root table (JSON images) not yet looked at; see `targeting` in tables.ts. */
-  images: string[];
+  /** Changed rows of the root table (old and new images) not yet looked at; see `targeting` in tables.ts. */
+  images: Record<string, unknown>[];
   /** Changed rows of tracked tables right below the root (old and new images by table), not yet looked at. */
   childImages: Map<string, Record<string, unknown>[]>;
-  /** The subscribers as relations for evaluateImages; null after one came or went. */
+  /** The tables the visibility's row-independent branches read (`flag`): a commit to one makes the flags unevaluated. */
+  flagTables: Set<string>;
+  flagsStale: boolean;
+  /** The index's fallback subscribers as relations for evaluateImages; null after one came or went. */
   roster: Roster | null;
   newcomers: Set<LiveSubscriber>;
   running: boolean;
@@ -117,6 +121,11 @@ function changesResync(change: Change): GraphQLError {
 /** The first TRUNCATE or RESYNC among `changes` that concerns a subscription reading `tables`. */
 function breakIn(changes: Change[], tables: (t: string) => boolean): Change | undefined {
   return changes.find((c) => c.op === 'RESYNC' || (c.op === 'TRUNCATE' && tables(c.table)));
+}
+
+/** Waits for every task and then throws the first failure: nothing of the shape is left in flight. */
+async function settled(...tasks: Promise<unknown>[]): Promise<void> {
+  for (const result of await Promise.allSettled(tasks)) if (result.status === 'rejected') throw result.reason;
 }
 
 function touches(relations: ReadonlySet<string>, changed: ReadonlySet<string>): boolean {
@@ -239,12 +248,13 @@ export class LiveEngine {
     const tables = new Set(changes.map((c) => c.table));
     for (const shape of this.live.values()) {
       if (![...shape.tables].some((t) => tables.has(t))) continue;
+      if ([...shape.flagTables].some((t) => tables.has(t))) shape.flagsStale = true;
       for (const c of changes) {
         if (shape.dirty) break;
         if (!shape.tables.has(c.table)) continue;
         if (c.table === shape.table && shape.match) {
-          if (c.old) shape.images.push(JSON.stringify(c.old));
-          if (c.new) shape.images.push(JSON.stringify(c.new));
+          if (c.old) shape.images.push(c.old);
+          if (c.new) shape.images.push(c.new);
         } else if (shape.keys?.tracks(c.table)) {
           const rows = childImages(shape, c.table);
           if (c.old) rows.push(c.old);
@@ -310,25 +320,32 @@ export class LiveEngine {
     shape.running = true;
     void (async () => {
       try {
-        while (shape.dirty || shape.images.length || shape.childImages.size || shape.newcomers.size) {
+        while (shape.dirty || shape.flagsStale || shape.images.length || shape.childImages.size || shape.newcomers.size) {
           const dirty = shape.dirty;
+          const flagsStale = shape.flagsStale;
           const images = shape.images;
           const children = new Map(shape.childImages);
           const newcomers = [...shape.newcomers];
           shape.dirty = false;
+          shape.flagsStale = false;
           shape.images = [];
           shape.childImages.clear();
           shape.newcomers.clear();
+          // Here, with no evaluation of the shape in flight: none can record a flag from before the change.
+          if (flagsStale) shape.index?.forgetFlags();
+          // The flags of newcomers (or of everyone, after such a change) beside their evaluation, so
+          // that the next changed rows are looked up without a statement for them.
+          const flags = () => evaluateFlags(this.db, shape, this.batch, this.count);
           if (dirty) {
-            await this.timed('live_query', () => evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count));
+            await settled(flags(), this.timed('live_query', () => evaluateLive(this.db, shape, [...shape.subscribers.values()], this.batch, this.count)));
             continue;
           }
           // Newcomers are evaluated after every change they were subscribed for: they need nothing else.
-          if (newcomers.length) await this.timed('live_query', () => evaluateLive(this.db, shape, newcomers, this.batch, this.count));
+          if (newcomers.length) await settled(flags(), this.timed('live_query', () => evaluateLive(this.db, shape, newcomers, this.batch, this.count)));
           // Each evaluation below sees every change of this round (they are all committed), so a
           // subscriber evaluated once needs nothing more this round.
           const done = new Set<LiveSubscriber>(newcomers);
-          if (images.length) for (const sub of await this.evaluateImages(shape, images)) done.add(sub);
+          if (images.length) for (const sub of await this.evaluateImages(shape, images, done)) done.add(sub);
           if (children.size && shape.keys) {
             const holders = shape.keys.concerned<LiveSubscriber>(children);
             const concerned = [...holders].filter((sub) => !done.has(sub) && shape.subscribers.get(sub.sid) === sub);
@@ -337,8 +354,9 @@ export class LiveEngine {
         }
       } catch (err) {
         // The database stayed unreachable through every retry: keep the subscriptions, and try
-        // again on the next change (or the next subscriber) once it is back.
+        // again on the next change (or the next subscriber) once it is back, flags included.
         shape.dirty = true;
+        shape.flagsStale = shape.flag !== null;
         this.observer.error('re-evaluation failed, will retry on the next change', err);
       } finally {
         shape.running = false;
@@ -346,18 +364,50 @@ export class LiveEngine {
     })();
   }
 
-  private async evaluateImages(shape: LiveShapeState, images: string[]): Promise<Iterable<LiveSubscriber>> {
-    const roster = (shape.roster ??= buildRoster(shape, this.batch));
+  /**
+   * Changed root rows: the subscribers the index finds for their old and new images are evaluated
+   * (no statement when it finds none), and the index's fallback subscribers are tested against
+   * every image in PostgreSQL (evaluateImages). Returns the subscribers evaluated.
+   */
+  private async evaluateImages(shape: LiveShapeState, images: Record<string, unknown>[], done: ReadonlySet<LiveSubscriber>): Promise<LiveSubscriber[]> {
+    const index = shape.index!;
+    // On the tables as they are: at least as new as every commit delivered (they come in commit order).
+    await evaluateFlags(this.db, shape, this.batch, this.count);
+    const matched = [...index.matched(images)].filter((sub) => !done.has(sub) && shape.subscribers.get(sub.sid) === sub);
+    if (matched.length) await this.timed('live_query', () => evaluateLive(this.db, shape, matched, this.batch, this.count));
+    if (index.fallback.size === 0) return matched;
+    const roster = (shape.roster ??= buildRoster(index.fallback, this.batch));
     try {
-      return await this.timed('live_query', () => evaluateImages(this.db, shape, roster, images, this.count));
+      return [...matched, ...(await this.timed('live_query', () => evaluateImages(this.db, shape, roster, images.map((i) => JSON.stringify(i)), this.count)))];
     } catch (err) {
       // One subscriber's values can fail a statement for all (a LIKE pattern ending in "\"):
-      // evaluating everyone finds it (evaluateLive isolates it) and answers the others.
+      // evaluating each finds it (evaluateLive isolates it) and answers the others.
       if (isConnectionError(err)) throw err;
-      const all = [...shape.subscribers.values()];
+      const all = [...index.fallback];
       await this.timed('live_query', () => evaluateLive(this.db, shape, all, this.batch, this.count));
-      return all;
+      return [...matched, ...all];
     }
+  }
+
+  /**
+   * What the subscription's match requires of a changed root row (row-index.ts), and the
+   * visibility's rules that do not read the row (kept as a flag per subscriber).
+   */
+  private rowNeeds(caller: Caller, kind: LiveKind, model: TableModel, field: SelectedField, filtered: boolean): RowNeeds & { rowless: CompiledRule[] } {
+    const rules = this.api.rules.policy(model.name)?.select;
+    // The admin secret and public tables: visibility is true, only the filter narrows.
+    const visible = caller.admin || !rules || rules === 'public' ? { needs: { keys: null, flag: false }, rowless: [] } : visibilityNeeds(model, rules, caller);
+    const filter = !filtered ? null : kind === 'byPk' ? pkNeeds(model, field.args) : whereNeeds(model, field.args['where']);
+    const needs = matchNeeds(visible.needs, filter);
+    return { ...needs, rowless: needs.flag ? visible.rowless : [] };
+  }
+
+  /** The tables (base tables of views) that the rules `rowless` of `model` read, `model` aside: they do not read its row. */
+  private flagTables(model: TableModel, rowless: CompiledRule[]): Set<string> {
+    const out = new Set<string>();
+    if (rowless.length === 0) return out;
+    for (const t of this.api.rules.readsTables(model.name, rowless)) if (t !== model.name) for (const b of this.api.reads(t)) out.add(b);
+    return out;
   }
 
   /**
@@ -412,7 +462,11 @@ export class LiveEngine {
     const filter =
       targets.root !== 'filter' ? sql.true : kind === 'byPk' ? pkMatch(scope, model, IMAGE, field.args) : whereSql(scope, model, IMAGE, field.args['where'] as Record<string, unknown> | undefined);
     const match = visible === null ? null : visibleAnd(visible, filter);
-    const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}`);
+    const needs = match === null ? null : this.rowNeeds(caller, kind, model, field, targets.root === 'filter');
+    // Rendered after match, with the same binder. The rules do not read the row: IMAGE is never written.
+    const flag = needs?.flag ? or(needs.rowless.map((r) => this.api.rules.rule(model.name, r.rule, IMAGE, scope.params!))) : null;
+    const stored: RowNeeds | null = needs && { keys: needs.keys, flag: needs.flag };
+    const compiled = compileSql(sql`SELECT ${expr}, ${match ?? sql.null}, ${flag ?? sql.null}`);
     const key = `${compiled.text}\u0000${JSON.stringify(compiled.values)}`;
     // Registered when the subscription starts (its first next(), see shapeOf); until then only
     // this variable holds it.
@@ -423,6 +477,10 @@ export class LiveEngine {
       expr,
       match,
       keys: keys.tracked ? keys : null,
+      index: match ? new RowIndex<LiveSubscriber>() : null,
+      flag,
+      flagTables: needs ? this.flagTables(model, needs.rowless) : new Set(),
+      flagsStale: false,
       width: binder.values.length,
       tables: fn ? this.capturedTables() : tablesRead(this.api, model, field),
       relations: fn ? new Set([...relationsRead(this.api, model, field), fn.name]) : relationsRead(this.api, model, field),
@@ -452,6 +510,7 @@ export class LiveEngine {
       };
       owner.subscribers.set(sub.sid, sub);
       owner.roster = null;
+      if (stored) owner.index?.add(sub, stored);
       owner.newcomers.add(sub);
       this.started();
       this.drain(owner);
@@ -460,6 +519,7 @@ export class LiveEngine {
       owner.roster = null;
       owner.newcomers.delete(sub);
       owner.keys?.forget(sub);
+      owner.index?.remove(sub);
       this.ended();
       this.dropIfEmpty(this.live, owner);
     }, new SlidingBuffer(1));

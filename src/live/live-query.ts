@@ -2,6 +2,7 @@ import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import { jsonRelation, SUBSCRIBERS, subscriberRelation } from './binder.ts';
 import type { RootKeys } from './keys.ts';
+import type { RowIndex } from './row-index.ts';
 
 /** One live query subscriber: its values for the shape's columns and the hash of what it last got. */
 export interface LiveSubscriber {
@@ -27,6 +28,10 @@ export interface LiveShape {
   match: SQL | null;
   /** Root rows each subscriber's result holds, for changes right below the root; null when none are tracked. */
   keys: RootKeys | null;
+  /** The subscribers by what `match` requires of a changed root row (row-index.ts); null when `match` is. */
+  index: RowIndex<LiveSubscriber> | null;
+  /** The visibility's branches that do not read the row (the admin rule), OR-ed; null when there are none. */
+  flag: SQL | null;
   /** The JSON answer of one subscriber, with its values as SUBSCRIBERS.p<n>. */
   expr: SQL;
   width: number;
@@ -164,8 +169,8 @@ export interface Roster {
   parts: { json: string; groups: LiveSubscriber[][] }[];
 }
 
-export function buildRoster(shape: LiveShape, batch: number): Roster {
-  const all = groupByValues(shape.subscribers.values());
+export function buildRoster(subscribers: Iterable<LiveSubscriber>, batch: number): Roster {
+  const all = groupByValues(subscribers);
   const parts: Roster['parts'] = [];
   for (let i = 0; i < all.length; i += batch) {
     const slice = all.slice(i, i + batch);
@@ -177,6 +182,34 @@ export function buildRoster(shape: LiveShape, batch: number): Roster {
     parts.push({ json: JSON.stringify(rows), groups: slice.map((g) => g.members) });
   }
   return { parts };
+}
+
+/**
+ * Evaluates the flags the shape's index has not (`unevaluated`): the visibility's branches that do
+ * not read the row (`flag`: the admin rule), for each subscriber, one statement per `batch`, and
+ * records each in the index: while it is true, every changed row concerns the subscriber. Run just
+ * before changed rows are looked up, so a burst of subscribers costs nothing until a commit needs
+ * their flags. A statement that fails for a reason other than the connection counts its
+ * subscribers' flags as true, which only costs them an evaluation per commit.
+ */
+export async function evaluateFlags(db: Sql, shape: LiveShape, batch: number, count: () => void): Promise<void> {
+  const index = shape.index;
+  const flag = shape.flag;
+  if (!index || !flag || index.unevaluated.size === 0) return;
+  const subs = [...index.unevaluated];
+  const chunks: Group[][] = [];
+  for (let i = 0; i < subs.length; i += batch) chunks.push(groupByValues(subs.slice(i, i + batch)));
+  await inParallel(chunks, async (chunk) => {
+    const relation = subscriberRelation(chunk, shape.width);
+    try {
+      count();
+      const rows = await retryOnDisconnect(() => runSql<{ sid: string; on: boolean }>(db, sql`SELECT ${sql.identifier(SUBSCRIBERS, 'sid')} AS sid, (${flag}) IS TRUE AS on FROM ${relation}`));
+      for (const row of rows) for (const sub of chunk[Number(row.sid)]?.members ?? []) index.setFlag(sub, row.on);
+    } catch (err) {
+      if (isConnectionError(err)) throw err;
+      for (const group of chunk) for (const sub of group.members) index.setFlag(sub, true);
+    }
+  });
 }
 
 /**

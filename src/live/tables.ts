@@ -84,8 +84,8 @@ export function readsItself(rules: CompiledRules, table: string): boolean {
   return set.some(({ rule }) => rule.instances.some((inst, i) => i !== rule.target && (inst.table === table || rules.readsTables(inst.table).has(table))));
 }
 
-/** Key types whose text is the same in a change-log image and in a result (keys.ts compares them as text). */
-const TEXT_STABLE = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'uuid']);
+/** Key types whose text is the same in a change-log image, in a result and in a bound value (keys.ts and row-index.ts compare them as text). */
+export const TEXT_STABLE = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'uuid']);
 
 /** Whether column `name` of `cols` has a key type whose text is the same in an image and in the table. */
 export function textStable(cols: { name: string; type: { schema: string; name: string } }[], name: string): boolean {

@@ -1,5 +1,5 @@
-import { parse, subscribe, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { afterAll } from 'vitest';
+import { graphql, parse, subscribe, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { afterAll, expect } from 'vitest';
 import { capturedTables } from '../../src/cli/capture.ts';
 import { parseConfig } from '../../src/config/index.ts';
 import { installCapture, startChangeFeed, type ChangeFeed } from '../../src/db/changes/index.ts';
@@ -14,8 +14,8 @@ export interface LiveHarness {
   schema: GraphQLSchema;
   live: LiveEngine;
   feed: ChangeFeed;
-  /** Subscribes in-process (no transport) as `sender` (or the admin). */
-  open(sender: string | 'admin', query: string, variables?: Record<string, unknown>): Promise<Subscription>;
+  /** Subscribes in-process (no transport) as `sender` (or the admin), or as a caller with claims. */
+  open(sender: string | 'admin' | Caller, query: string, variables?: Record<string, unknown>): Promise<Subscription>;
 }
 
 export interface Subscription {
@@ -31,9 +31,10 @@ export const asCaller = (sender: string | 'admin'): Caller =>
   sender === 'admin' ? { admin: true, identity: { sender: null, claims: {} } } : { admin: false, identity: { sender, claims: { sub: sender } } };
 
 /** Capture installed as `rowgate serve` installs it (listed tables, tables rules and views read), a feed, and the live schema. */
-export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number; functions?: string[]; capture?: 'wal' | 'triggers' | 'auto' } = {}): Promise<LiveHarness> {
+export async function startLive(db: TestDatabase, tables: Record<string, unknown>, options: { statementTimeoutMs?: number; functions?: string[]; capture?: 'wal' | 'triggers' | 'auto'; subscribersPerStatement?: number } = {}): Promise<LiveHarness> {
   const rules = await compile(db, tables);
-  const config = parseConfig({ tables, ...(options.functions ? { functions: options.functions } : {}) }, {});
+  const limits = options.subscribersPerStatement ? { limits: { subscribersPerStatement: options.subscribersPerStatement } } : {};
+  const config = parseConfig({ tables, ...(options.functions ? { functions: options.functions } : {}), ...limits }, {});
   const catalog = await db.catalog();
   await installCapture(db.sql, 'public', capturedTables(rules, catalog, Object.keys(config.tables)).tables, options.capture ?? testCapture());
   // Its own pool, closed with it: the test database's pool may be closed first.
@@ -53,7 +54,7 @@ export async function startLive(db: TestDatabase, tables: Record<string, unknown
     live: live!,
     feed,
     async open(sender, query, variables) {
-      const result = await subscribe({ schema, document: parse(query), contextValue: { caller: asCaller(sender) }, variableValues: variables ?? null });
+      const result = await subscribe({ schema, document: parse(query), contextValue: { caller: typeof sender === 'string' ? asCaller(sender) : sender }, variableValues: variables ?? null });
       if (!(Symbol.asyncIterator in result)) throw new Error(`subscription refused: ${JSON.stringify(result.errors)}`);
       const iterator = result[Symbol.asyncIterator]();
       const received: ExecutionResult[] = [];
@@ -85,4 +86,27 @@ export async function startLive(db: TestDatabase, tables: Record<string, unknown
       };
     },
   };
+}
+
+/** A live query under test: who subscribed (`who`, for messages), as which caller, and the latest payload read. */
+export interface Watched {
+  who: string;
+  caller: Caller;
+  query: string;
+  sub: Subscription;
+  last: ExecutionResult | null;
+}
+
+/** Reads w's payloads until its latest equals what the same query returns now; a missed commit times out. */
+export async function converge(schema: GraphQLSchema, w: Watched, step: string): Promise<void> {
+  const now = await graphql({ schema, source: `query { ${w.query} }`, contextValue: { caller: w.caller } });
+  expect(now.errors).toBeUndefined();
+  const want = JSON.stringify(now.data);
+  while (JSON.stringify(w.last?.data) !== want) {
+    try {
+      w.last = await w.sub.next(4000);
+    } catch {
+      throw new Error(`${step}: ${w.who} never got ${want} for ${w.query}; last: ${JSON.stringify(w.last?.data)}`);
+    }
+  }
 }
