@@ -42,8 +42,6 @@ export interface ChangeShape {
   /** Per table the rules read, the rows a change of it can move (as-of.ts deltaVisibility); null: any row. */
   deltas: Map<string, SQL | null>;
   subscribers: Map<string, ChangeSubscriber>;
-  /** Only the moves (rows entering or leaving views through other tables): a stream's (engine.ts followMoves). */
-  movesOnly?: boolean;
 }
 
 type Op = 'INSERT' | 'UPDATE' | 'DELETE';
@@ -93,7 +91,6 @@ function steps(shape: ChangeShape, changes: Change[]): Step[] {
   let current: Change[] = [];
   const lastRead = [...changes].reverse().find((c) => c.table === shape.table || boundaries.has(c.table))?.position;
   const flush = (last = false) => {
-    if (shape.movesOnly) current = [];
     for (let j = 0; j < current.length; j += CHANGES_PER_STATEMENT) {
       const part = current.slice(j, j + CHANGES_PER_STATEMENT);
       const at = part.at(-1)!.position;

@@ -11,10 +11,10 @@ import { evaluateChanges, IMAGE_NEW, IMAGE_OLD, type ChangeShape, type ChangeSub
 import { buildRoster, evaluateFlags, evaluateImages, evaluateLive, IMAGE, type LiveShape, type LiveSubscriber, type Roster } from './live-query.ts';
 import { matchNeeds, pkNeeds, RowIndex, visibilityNeeds, whereNeeds, type RowNeeds } from './row-index.ts';
 import { comparePositions, isStreamPosition, logPosition, type Change, type ChangeSource } from './source.ts';
-import { compileStream, evaluateStream, movedRows, type MovedPage, type StreamShape, type StreamSubscriber } from './stream.ts';
+import { compileStream, evaluateStream, type StreamShape, type StreamSubscriber } from './stream.ts';
 import { RootKeys } from './keys.ts';
 import { Resumes } from './resumes.ts';
-import { filterTables, relationsRead, tablesRead, targeting, textStable } from './tables.ts';
+import { filterTables, relationsRead, tablesRead, targeting } from './tables.ts';
 
 export type LiveKind = 'list' | 'byPk' | 'aggregate';
 
@@ -530,7 +530,7 @@ export class LiveEngine {
    * change log; live deliveries that arrive meanwhile wait in a backlog and are applied after it,
    * skipping what the catch-up already covered, so nothing is lost or sent twice.
    */
-  subscribeChanges(caller: Caller, model: TableModel, field: SelectedField, movesOnly = false): AsyncIterable<unknown> {
+  subscribeChanges(caller: Caller, model: TableModel, field: SelectedField): AsyncIterable<unknown> {
     const binder = new ColumnBinder();
     const scope = scopeFor(this.api, caller, binder);
     const where = field.args['where'] as Record<string, unknown> | undefined;
@@ -554,14 +554,14 @@ export class LiveEngine {
     // A table the filter reads can move any row in or out (null: every visible row is compared).
     for (const { name } of asOf.tables) if (name !== model.name) deltas.set(name, asOf.filtered.has(name) ? null : scope.params ? deltaVisibility(this.api, asOf, model.name, name, scope.params) : sql.false);
     const { text, values } = compileSql(sql`${parts.newMatch} ${parts.newJson} ${parts.oldMatch} ${parts.oldJson} ${sql.join([...deltas.values()].map((d) => d ?? sql.null), ' ')}`);
-    const key = `${movesOnly ? 'moves\u0000' : ''}${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
+    const key = `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`;
     const boundaries = new Set(asOf.tables.map((t) => t.name));
     const fields = field.children.map((c) => ({ key: c.key, name: c.name }));
     // Events whose images are made of the row's columns only are a function of the change history:
     // kept for resumes (resumes.ts). A relationship or a computed field reads the tables as they are.
-    const fromHistory = !movesOnly && ['row', 'old'].every((name) => images(name).every((f) => f.children.every((c) => c.typename !== undefined || model.readable.some((col) => col.name === c.name))));
+    const fromHistory = ['row', 'old'].every((name) => images(name).every((f) => f.children.every((c) => c.typename !== undefined || model.readable.some((col) => col.name === c.name))));
     // Registered when the subscription starts, as in subscribeLive.
-    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false, catching: new Set(), catchingUp: false, movesOnly };
+    let fresh: ChangeShapeState | null = { key, table: model.name, schema: this.api.schema, ...parts, width: binder.values.length, asOf, deltas, relation: model.table, boundaries, relations: relationsRead(this.api, model, field), subscribers: new Map(), pending: [], running: false, catching: new Set(), catchingUp: false };
     const mine = binder.values.slice();
     return new Repeater<unknown>(async (push, stop) => {
       const refused = this.refusal(fresh!.relations);
@@ -595,7 +595,7 @@ export class LiveEngine {
       };
       if (fromHistory) this.resumes.track(sub, `${key}\u0000${JSON.stringify(fields)}\u0000${JSON.stringify(mine)}`, new Set([model.name, ...boundaries]));
       owner.subscribers.set(sub.sid, sub);
-      if (!movesOnly) this.started();
+      this.started();
       if (sub.backlog) {
         // What the engine judged for an earlier subscription like this one is sent from memory; the
         // log is read from where that ends.
@@ -613,7 +613,7 @@ export class LiveEngine {
       this.resumes.end(sub);
       owner.catching.delete(sub);
       owner.subscribers.delete(sub.sid);
-      if (!movesOnly) this.ended();
+      this.ended();
       this.dropIfEmpty(this.changeShapes, owner);
     }, new FixedBuffer(CHANGE_BUFFER));
   }
@@ -767,74 +767,12 @@ export class LiveEngine {
       this.started();
       owner.waiting.add(sub);
       this.drainStream(owner);
-      const unfollow = this.followMoves(caller, model, field, compiled.moved, sub, compiled.shape.limit);
       await stop;
-      unfollow();
       owner.waiting.delete(sub);
       owner.subscribers.delete(sub.sid);
       this.ended();
       this.dropIfEmpty(this.streamShapes, owner);
     });
-  }
-
-  /**
-   * A stream's rows that enter the subscriber's view through another table (a membership granted)
-   * after the stream passed them: its cursor is beyond them, so its pages would never bring them.
-   * The moves are found as a change stream finds them (a `t_changes` subscription of the same
-   * caller and `where` that judges only moves, multiplexed with every stream like it); each row
-   * that entered is then read as the stream reads its rows, if it is still visible and at or before
-   * the cursor (past it, the next page brings it), and sent in batches of `batch_size`. Nothing to
-   * follow when the rules and the filter read no other table (or row), or the key's text is not
-   * the same in an event as in the table. Returns what stops following.
-   */
-  private followMoves(caller: Caller, model: TableModel, field: SelectedField, moved: MovedPage, sub: StreamSubscriber, batchSize: number): () => void {
-    const where = field.args['where'];
-    const asOf = asOfSpec(this.api, model.name, filterTables(this.api, model, where));
-    const pk = model.table.primaryKey;
-    if ((!asOf.selfRead && !asOf.tables.some((t) => t.name !== model.name)) || !pk.length || !pk.every((c) => textStable(model.table.columns, c))) return () => {};
-    const leaf = (name: string): SelectedField => ({ key: name, name, args: {}, children: [] });
-    const changes: SelectedField = { key: 'moves', name: `${model.name}_changes`, args: where === undefined ? {} : { where }, children: [leaf('op'), leaf('position'), { ...leaf('row'), children: pk.map(leaf) }] };
-    const events = this.subscribeChanges(caller, model, changes, true)[Symbol.asyncIterator]();
-    let keys: string[][] = [];
-    let reading = false;
-    const read = async () => {
-      if (reading) return;
-      reading = true;
-      try {
-        while (keys.length) {
-          const batch = keys;
-          keys = [];
-          const rows = await movedRows(this.db, moved, sub, batch, this.count);
-          for (let i = 0; i < rows.length; i += batchSize) void sub.push(rows.slice(i, i + batchSize));
-        }
-      } catch (err) {
-        sub.fail(err);
-      } finally {
-        reading = false;
-      }
-    };
-    // The moves of one step are pushed together: read them once all are in (the next turn of the loop).
-    let scheduled = false;
-    const schedule = () => {
-      if (scheduled) return;
-      scheduled = true;
-      setImmediate(() => {
-        scheduled = false;
-        void read();
-      });
-    };
-    void (async () => {
-      for (;;) {
-        const step = await events.next();
-        if (step.done) return;
-        const move = step.value as { op: string; position: string; row: Record<string, unknown> | null };
-        // A move is at `p:n`, n ≥ 1; `p:0` is a change of the row itself.
-        if (move?.op !== 'INSERT' || !move.row || !/:[1-9]\d*$/.test(move.position)) continue;
-        keys.push(pk.map((c) => String(move.row![c])));
-        schedule();
-      }
-    })().catch((err: unknown) => sub.fail(err));
-    return () => void events.return?.();
   }
 
   /** Every table the change log can hold a change of: the listed ones and those their rules read, as capture installs them. */

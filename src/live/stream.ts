@@ -41,20 +41,8 @@ export interface StreamShape {
   subscribers: Map<string, StreamSubscriber>;
 }
 
-/**
- * The rows of a stream at or before a subscriber's cursor among given keys, visible to it now: the
- * rows that entered its view through another table after the stream had passed them (engine.ts
- * followMoves). For the subscriber row `SUBSCRIBERS` (its values, cursor and `keys`, a JSON array of
- * key column texts per row).
- */
-export interface MovedPage {
-  expr: SQL;
-  width: number;
-  values: (string | null)[];
-}
-
 /** Compiles a `t_stream` field for `caller`: its shape (key, SQL) and the caller's values and starting cursor. */
-export function compileStream(api: ApiModel, caller: Caller, model: TableModel, field: SelectedField): { shape: Omit<StreamShape, 'subscribers'>; values: (string | null)[]; cursor: string; moved: MovedPage } {
+export function compileStream(api: ApiModel, caller: Caller, model: TableModel, field: SelectedField): { shape: Omit<StreamShape, 'subscribers'>; values: (string | null)[]; cursor: string } {
   const batchSize = field.args['batch_size'];
   if (typeof batchSize !== 'number' || !Number.isInteger(batchSize) || batchSize < 1) throw badInput('batch_size must be a positive integer');
   const cursors = (field.args['cursor'] as { initial_value?: Record<string, unknown>; ordering?: string }[] | undefined) ?? [];
@@ -76,29 +64,7 @@ export function compileStream(api: ApiModel, caller: Caller, model: TableModel, 
   const past = (alias: Alias) => sql`${sql.identifier(alias, column)} ${descending ? sql`<` : sql`>`} ${sql.identifier(SUBSCRIBERS, 'cursor')}::${typeSql(col.type)}`;
   const expr = listSql(scopeFor(api, caller, binder, true), model, page, past);
   const { text, values } = sql.compile(expr);
-  // Key columns compared as text (followMoves admits only keys whose text is the same in an event).
-  const keyed = (alias: Alias) => {
-    const key = model.table.primaryKey.map((c) => sql`${sql.identifier(alias, c)}::text`);
-    const parts = model.table.primaryKey.map((_, i) => sql`k.value ->> ${sql.literal(i)}`);
-    return sql`NOT ${past(alias)} AND (${sql.join(key, ', ')}) IN (SELECT ${sql.join(parts, ', ')} FROM jsonb_array_elements(${sql.identifier(SUBSCRIBERS, 'keys')}::jsonb) AS k)`;
-  };
-  const movedBinder = new ColumnBinder();
-  const moved = listSql(scopeFor(api, caller, movedBinder, true), model, { ...page, args: { ...page.args, limit: api.maxRows } }, keyed);
-  return {
-    shape: { key: `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`, expr, width: binder.values.length, limit },
-    values: binder.values,
-    cursor,
-    moved: { expr: moved, width: movedBinder.values.length, values: movedBinder.values },
-  };
-}
-
-/** The rows of `keys` (texts of the key columns) at or before `sub`'s cursor that it may see now, in cursor order. */
-export async function movedRows(db: Sql, moved: MovedPage, sub: StreamSubscriber, keys: string[][], count: () => void): Promise<Record<string, unknown>[]> {
-  count();
-  const [row] = await retryOnDisconnect(() =>
-    runSql<{ result: string }>(db, sql`SELECT (${moved.expr})::text AS result FROM ${subscriberRelation([{ sid: sub.sid, values: moved.values }], moved.width, { cursor: [sub.cursor], keys: [JSON.stringify(keys)] })}`),
-  );
-  return JSON.parse(row!.result) as Record<string, unknown>[];
+  return { shape: { key: `${model.name}\u0000${text}\u0000${JSON.stringify(values)}`, expr, width: binder.values.length, limit }, values: binder.values, cursor };
 }
 
 /**

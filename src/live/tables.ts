@@ -87,15 +87,13 @@ export function readsItself(rules: CompiledRules, table: string): boolean {
 /** Key types whose text is the same in a change-log image, in a result and in a bound value (keys.ts and row-index.ts compare them as text). */
 export const TEXT_STABLE = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'uuid']);
 
-/** Whether column `name` of `cols` has a key type whose text is the same in an image and in the table. */
-export function textStable(cols: { name: string; type: { schema: string; name: string } }[], name: string): boolean {
-  const col = cols.find((c) => c.name === name);
-  return !!col && col.type.schema === 'pg_catalog' && TEXT_STABLE.has(col.type.name);
-}
-
 /** Whether the relationship's columns can be compared as text, and the root's side is a column the result can carry. */
 function comparableKeys(root: TableModel, child: TableModel, rel: Relationship): boolean {
-  return rel.on.every(([rootColumn, childColumn]) => textStable(root.columns, rootColumn) && textStable(child.table.columns, childColumn));
+  const stable = (cols: { name: string; type: { schema: string; name: string } }[], name: string) => {
+    const col = cols.find((c) => c.name === name);
+    return !!col && col.type.schema === 'pg_catalog' && TEXT_STABLE.has(col.type.name);
+  };
+  return rel.on.every(([rootColumn, childColumn]) => stable(root.columns, rootColumn) && stable(child.table.columns, childColumn));
 }
 
 /** A table right below the root whose changes are mapped to the root rows they hang from. */
