@@ -1,110 +1,30 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/index.ts';
 import { signToken } from '../src/server/token.ts';
 import { useTestDatabase } from './support/db.ts';
-import { run, within, wsClient, type Outcome, type TestClient } from './support/transports.ts';
+import { run, within, wsClient } from './support/transports.ts';
+import { ids, killChildren, post, serveChild, socketQuery as query, WAIT, writeConfigFile } from './support/watch.ts';
 
 // Issue 14: `rowgate serve --watch` (a child process, as users run it) on a config file in a temp
 // folder, with a graphql-ws socket and a live subscription open across every reload. The database
-// user is a superuser, so DDL arrives through the event trigger.
+// user is a superuser, so DDL arrives through the event trigger (server-watch-poll.test.ts: without).
 const db = useTestDatabase();
-const BIN = fileURLToPath(new URL('../bin/rowgate.mjs', import.meta.url));
 const SECRET = 'watch-test-secret-0123456789abcdef0123456';
 const ADMIN = 'watch-test-admin';
-const WAIT = 20_000;
 let dir: string;
 let configPath: string;
-const children = new Set<ChildProcess>();
 
 const NOTE_RULE = "SELECT * FROM note WHERE owner = :sender OR owner = 'bob'";
 const config = (tables: Record<string, unknown>) => ({ database: { url: db.url }, auth: { jwt: { secret: SECRET }, adminSecret: ADMIN }, tables });
 const token = (sender: string) => signToken(parseConfig(config({}), {}), { sender, expires: '1h' });
+const writeConfig = (tables: Record<string, unknown>) => writeConfigFile(configPath, config(tables));
+const serve = (flags: string[]) => serveChild(configPath, flags);
 
-/** Writes the config the way many editors save: a new file renamed over the old one. */
-function writeConfig(tables: Record<string, unknown>): void {
-  const aside = `${configPath}.tmp`;
-  writeFileSync(aside, JSON.stringify(config(tables), null, 2));
-  renameSync(aside, configPath);
-}
-
-interface LogLine {
-  msg: string;
-  outcome?: string;
-  reason?: string;
-  error?: string;
-  changed?: string[];
-}
-
-interface Served {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<number | null>;
-  /** The n-th reload's log line (1-based) that applied or failed, once it is written. */
-  reload(n: number): Promise<LogLine>;
-  output(): string;
-}
-
-/** `rowgate serve` (with `flags`) in a child process; resolves once it says it is serving. */
-async function serve(flags: string[]): Promise<Served> {
-  const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'PORT', 'ROWGATE_JWT_SECRET', 'ROWGATE_ADMIN_SECRET', 'LOG_LEVEL']) delete env[name];
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', configPath, '--port', '0', ...flags], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let out = '';
-  const reloads: LogLine[] = [];
-  const waiting: { n: number; resolve: (line: LogLine) => void }[] = [];
-  let partial = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop()!;
-    for (const text of lines) {
-      if (!text.startsWith('{')) continue;
-      const line = JSON.parse(text) as LogLine;
-      // Reloads that found nothing changed are not counted: a wake-up for nothing is harmless.
-      if (!line.msg.startsWith('reload') || line.outcome === 'unchanged') continue;
-      reloads.push(line);
-      for (const w of waiting.filter((w) => reloads.length >= w.n)) w.resolve(reloads[w.n - 1]!);
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  const serving = new Promise<string>((resolve, reject) => {
-    const onData = () => {
-      const m = /rowgate: serving (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code, signal) => reject(new Error(`rowgate serve exited (${code ?? signal}) before serving:\n${out}`)));
-  });
-  const url = await within(serving, 45_000, 'rowgate serve to listen');
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    url,
-    exited,
-    output: () => out,
-    reload: (n) =>
-      within(
-        reloads.length >= n ? Promise.resolve(reloads[n - 1]!) : new Promise<LogLine>((resolve) => waiting.push({ n, resolve })),
-        WAIT,
-        `reload ${n} to be logged (output so far:\n${out})`,
-      ),
-  };
-}
-
-async function gql(url: string, sender: string, query: string): Promise<{ data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(sender)}` }, body: JSON.stringify({ query }) });
-  return (await res.json()) as { data?: Record<string, unknown> | null };
-}
-
-/** One query on the socket: its single result. */
-async function query(client: TestClient, text: string): Promise<Outcome> {
-  return within(run(client.client, text).done, WAIT, `the query ${text}`);
+async function gql(url: string, sender: string, text: string) {
+  return (await post(url, { authorization: `Bearer ${await token(sender)}` }, text)).body;
 }
 
 async function reloadCount(url: string, outcome: string): Promise<number> {
@@ -112,8 +32,6 @@ async function reloadCount(url: string, outcome: string): Promise<number> {
   const m = new RegExp(`^rowgate_reloads_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(await res.text());
   return m ? Number(m[1]) : 0;
 }
-
-const ids = (result: { data?: Record<string, unknown> | null | undefined } | undefined, field: string) => ((result?.data?.[field] as { id: number }[] | undefined) ?? []).map((r) => r.id);
 
 beforeAll(async () => {
   await db.sql.unsafe(`
@@ -127,7 +45,7 @@ beforeAll(async () => {
   writeConfig({ note: { select: NOTE_RULE } });
 });
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  killChildren();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

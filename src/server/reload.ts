@@ -136,15 +136,13 @@ function catalogKey(catalog: Catalog): string {
 
 /** How long a burst of events (an editor's save, a migration's statements) is waited out before one reload. */
 const DEBOUNCE_MS = 250;
-/** Without the DDL event trigger (not a superuser), the catalog is compared this often. */
-export const CATALOG_POLL_MS = 5_000;
-
 export interface WatchOptions {
   configPath: string;
   sql: Sql;
   reloader: Reloader;
   logger: Logger;
-  pollMs?: number;
+  /** Without the DDL event trigger (not a superuser), the catalog is compared this often (`watch.catalogPollMs`). */
+  pollMs: number;
 }
 
 /**
@@ -192,7 +190,7 @@ export async function watchForReloads(options: WatchOptions): Promise<() => Prom
     stopDdl = () => listening.unlisten();
     logger.info({ config: path, ddl: 'event trigger' }, 'watching the config file and the catalog');
   } else {
-    const pollMs = options.pollMs ?? CATALOG_POLL_MS;
+    const { pollMs } = options;
     const poll = setInterval(() => {
       const { catalog } = reloader.served();
       readCatalog(sql, catalog.schema).then(
@@ -203,7 +201,7 @@ export async function watchForReloads(options: WatchOptions): Promise<() => Prom
       );
     }, pollMs);
     stopDdl = async () => clearInterval(poll);
-    logger.warn({ config: path, ddl: 'polling', pollMs }, 'watching the config file; the DDL event trigger needs a superuser, so the catalog is compared every pollMs');
+    logger.warn({ config: path, ddl: 'polling', pollMs }, 'watching the config file; the DDL event trigger needs a superuser, so the catalog is compared every pollMs (watch.catalogPollMs)');
   }
 
   return async () => {
