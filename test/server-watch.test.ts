@@ -39,6 +39,8 @@ beforeAll(async () => {
     CREATE TABLE tag (id int PRIMARY KEY, owner text NOT NULL, label text NOT NULL);
     INSERT INTO note VALUES (1, 'alice', 'a1'), (2, 'bob', 'b1');
     INSERT INTO tag VALUES (1, 'alice', 'red'), (2, 'bob', 'blue');
+    CREATE FUNCTION note_loud(n note) RETURNS text LANGUAGE sql STABLE AS $$ SELECT upper(n.body) $$;
+    CREATE FUNCTION first_notes() RETURNS SETOF note LANGUAGE sql STABLE AS $$ SELECT * FROM note WHERE id <= 2 $$;
   `);
   dir = mkdtempSync(join(tmpdir(), 'rowgate-watch-'));
   configPath = join(dir, 'rowgate.config.json');
@@ -139,5 +141,36 @@ describe('rowgate serve --watch reload with an open socket', () => {
     await client.client.dispose();
     served.child.kill('SIGTERM');
     expect(await within(served.exited, WAIT, 'the gateway to stop')).toBe(0);
+  });
+  it('a replaced function ends the subscriptions computing with it (computed field, root function); others go on', async () => {
+    const tables = { note: { select: 'SELECT * FROM note WHERE owner = :sender', computedFields: { loud: { function: 'note_loud' } } }, tag: { select: 'SELECT * FROM tag WHERE owner = :sender' } };
+    writeConfigFile(configPath, { ...config(tables), functions: ['first_notes'] });
+    const served = await serve(['--watch']);
+    const client = wsClient(served.url.replace(/^http/, 'ws'), { Authorization: `Bearer ${await token('alice')}` });
+    await within(client.connected, WAIT, 'the socket');
+    const loud = run(client.client, 'subscription { note(where: { id: { _eq: 1 } }) { id loud } }');
+    const first = run(client.client, 'subscription { first_notes(order_by: { id: asc }) { id } }');
+    const tags = run(client.client, 'subscription { tag(order_by: { id: asc }) { id } }');
+    for (const [sub, what] of [[loud, 'loud'], [first, 'first_notes'], [tags, 'tag']] as const) await within(sub.received(1), WAIT, `the first ${what} result`);
+    expect(loud.values[0]).toEqual({ data: { note: [{ id: 1, loud: 'A1' }] } });
+    expect(ids(first.values[0], 'first_notes')).toEqual([1]);
+
+    // A new body computes other values: the subscription must not go on showing the old ones.
+    await db.sql.unsafe('CREATE OR REPLACE FUNCTION note_loud(n note) RETURNS text LANGUAGE sql STABLE AS $$ SELECT upper(n.body) || \'!\' $$');
+    expect(await served.reload(1)).toMatchObject({ outcome: 'applied', reason: 'ddl', changed: ['note'] });
+    expect((await within(loud.done, WAIT, 'the computed-field subscription to end')).errors?.map((e) => e.extensions?.['code'])).toEqual(['SCHEMA_CHANGED']);
+    expect((await query(client, '{ note(where: { id: { _eq: 1 } }) { loud } }')).values).toEqual([{ data: { note: [{ loud: 'A1!' }] } }]);
+
+    await db.sql.unsafe('CREATE OR REPLACE FUNCTION first_notes() RETURNS SETOF note LANGUAGE sql STABLE AS $$ SELECT * FROM note WHERE id <= 3 $$');
+    expect(await served.reload(2)).toMatchObject({ outcome: 'applied', reason: 'ddl', changed: ['first_notes'] });
+    expect((await within(first.done, WAIT, 'the root-function subscription to end')).errors?.map((e) => e.extensions?.['code'])).toEqual(['SCHEMA_CHANGED']);
+
+    // The tag subscription computes with neither: it goes on.
+    await db.sql`INSERT INTO tag VALUES (6, 'alice', 'pink')`;
+    await within(tags.received(2), WAIT, 'the tag subscription after both replacements');
+    expect(ids(tags.values[1], 'tag')).toEqual([...ids(tags.values[0], 'tag'), 6]);
+    tags.stop();
+    await client.client.dispose();
+    expect(await served.stop()).toBe(0);
   });
 });

@@ -71,7 +71,7 @@ export function createReloader(options: ReloaderOptions): Reloader {
       const catalog = await readCatalog(sql, config.database.schema);
       const rules = await checkedRules(sql, config, catalog);
       const changed = changedRelations(served, config, catalog);
-      if (changed.size === 0 && JSON.stringify(config.functions) === JSON.stringify(served.config.functions) && catalogKey(catalog) === catalogKey(served.catalog)) {
+      if (changed.size === 0 && catalogKey(catalog) === catalogKey(served.catalog)) {
         logger.info({ reason, outcome: 'unchanged', ...(needRestart.length ? { needRestart } : {}) }, 'reload: nothing changed');
         return 'unchanged';
       }
@@ -117,16 +117,30 @@ export function createReloader(options: ReloaderOptions): Reloader {
 
 /**
  * Tables and views whose config entry or catalog entry (columns and their types, keys, foreign
- * keys, a view's reads) differ, or that appeared or went: a subscription reading one of them ends.
+ * keys, a view's reads) differ, or that appeared or went, and tables whose computed fields'
+ * functions were replaced (CREATE OR REPLACE: a new body computes other values); root functions
+ * (`functions`) listed or unlisted, or replaced, by name. A subscription reading one of them ends.
  */
 function changedRelations(before: Served, config: Config, catalog: Catalog): Set<string> {
   const names = new Set([...Object.keys(before.config.tables), ...Object.keys(config.tables), ...before.catalog.tables.keys(), ...catalog.tables.keys()]);
   const changed = new Set<string>();
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const computed = (served: { config: Config; catalog: Catalog }, table: string) => Object.values(served.config.tables[table]?.computedFields ?? {}).map((f) => definitions(served.catalog, f.function));
+  const after = { config, catalog };
   for (const name of names) {
-    const same = JSON.stringify(before.config.tables[name]) === JSON.stringify(config.tables[name]) && JSON.stringify(before.catalog.tables.get(name)) === JSON.stringify(catalog.tables.get(name));
-    if (!same) changed.add(name);
+    const unchanged = same(before.config.tables[name], config.tables[name]) && same(before.catalog.tables.get(name), catalog.tables.get(name)) && same(computed(before, name), computed(after, name));
+    if (!unchanged) changed.add(name);
+  }
+  for (const fn of new Set([...before.config.functions, ...config.functions])) {
+    const listed = (c: Config) => c.functions.includes(fn);
+    if (listed(before.config) !== listed(config) || !same(definitions(before.catalog, fn), definitions(catalog, fn))) changed.add(fn);
   }
   return changed;
+}
+
+/** The configured schema's functions named `name`, as the catalog describes them (digest included). */
+function definitions(catalog: Catalog, name: string): unknown[] {
+  return (catalog.functions.get(name) ?? []).filter((f) => f.schema === catalog.schema);
 }
 
 /** The whole catalog as text, to tell whether anything in it changed (maps as their entries). */
