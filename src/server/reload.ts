@@ -54,9 +54,8 @@ export interface Reloader {
 /**
  * What a reload does with each key of the config (the table in docs/configuration.md).
  * `tables` and `functions` build the schema. The HOT ones take effect at once too, without a
- * restart, as operators rotating a JWT secret or key, the admin secret, or a limit expect (Hasura
- * needs a restart for these): `auth` (whole: the authenticator is made again), `limits` but those
- * below, and `log`. The others are read once when the gateway starts (pools, listeners, plugins,
+ * restart, as operators rotating a JWT secret or key, the admin secret, or a limit expect: `auth`
+ * (whole: the authenticator is made again), `limits` but those below, and `log`. The others are read once when the gateway starts (pools, listeners, plugins,
  * the capture, the watcher); a reload that finds one changed keeps the running value and names it
  * in its log line (`needRestart`).
  */
