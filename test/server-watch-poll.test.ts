@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,10 +33,12 @@ const config = () => ({
 });
 const token = (sender: string) => signToken(parseConfig(config(), {}), { sender, expires: '1h' });
 
+// The embedded server (the WAL pass) asks for passwords; the machine's trusts 127.0.0.1.
+const PASSWORD = randomBytes(12).toString('hex');
 function roleUrl(): string {
   const u = new URL(db.url);
   u.username = ROLE;
-  u.password = '';
+  u.password = PASSWORD;
   return u.toString();
 }
 
@@ -44,7 +47,7 @@ beforeAll(async () => {
   // What a gateway's own role has in a typical deployment: it owns its database (capture creates
   // the rowgate schema there) and the tables it serves (capture triggers), and nothing more.
   await db.sql.unsafe(`
-    CREATE ROLE ${ROLE} LOGIN NOSUPERUSER;
+    CREATE ROLE ${ROLE} LOGIN NOSUPERUSER PASSWORD '${PASSWORD}';
     ALTER DATABASE ${database} OWNER TO ${ROLE};
     GRANT CREATE ON SCHEMA public TO ${ROLE};
     CREATE TABLE note (id int PRIMARY KEY, owner text NOT NULL, body text NOT NULL);
@@ -66,7 +69,7 @@ afterAll(async () => {
 describe('rowgate serve --watch without a superuser (catalog polling)', () => {
   it('serves DDL done by another role without a restart; the untouched subscription keeps delivering', async () => {
     const served = await serveChild(configPath, ['--watch']);
-    expect(served.lines().find((l) => l.ddl !== undefined)).toMatchObject({ ddl: 'polling', pollMs: 200 });
+    expect(await served.line((l) => l.ddl !== undefined, 'how DDL is watched')).toMatchObject({ ddl: 'polling', pollMs: 200 });
     const [{ present }] = (await db.sql`SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'rowgate_ddl') AS present`) as unknown as [{ present: boolean }];
     expect(present).toBe(false);
 

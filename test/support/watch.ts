@@ -35,8 +35,8 @@ export interface ServedChild {
   exited: Promise<number | null>;
   /** The n-th reload's log line (1-based) that applied or failed, once it is written. */
   reload(n: number): Promise<LogLine>;
-  /** Every JSON log line so far. */
-  lines(): LogLine[];
+  /** The first JSON log line that `matches`, once it is written (pino may write after the serving line). */
+  line(matches: (line: LogLine) => boolean, what: string): Promise<LogLine>;
   output(): string;
   /** SIGTERM, and the exit code. */
   stop(): Promise<number | null>;
@@ -92,7 +92,15 @@ export async function serveChild(configPath: string, flags: string[], extraEnv: 
     url,
     exited,
     output: () => out,
-    lines: () => all,
+    line: async (matches, what) => {
+      const deadline = Date.now() + WAIT;
+      for (;;) {
+        const found = all.find(matches);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for the log line: ${what} (output so far:\n${out})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     reload: (n) =>
       within(
         reloads.length >= n ? Promise.resolve(reloads[n - 1]!) : new Promise<LogLine>((resolve) => waiting.push({ n, resolve })),
