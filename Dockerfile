@@ -1,7 +1,9 @@
 # The gateway image: compiled JavaScript on node:20-slim, runtime dependencies only (no tsx, no src/).
 # Build: docker build -t rowgate .
 # Run:   docker run -p 4000:4000 -e DATABASE_URL=postgres://… -v "$PWD/rowgate.config.json:/app/rowgate.config.json:ro" rowgate
-FROM node:20-slim AS build
+# NODE_IMAGE: any Node 20 image on Debian (a registry mirror, a pinned digest; the test's own where none can be pulled).
+ARG NODE_IMAGE=node:20-slim
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +11,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-FROM node:20-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production PORT=4000
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -98,6 +98,11 @@ describe('a Hasura-style client session', () => {
       mutation DropDoc($id: Int!) { delete_document_by_pk(id: $id) { id } }
     `;
     expect(validate(schema, parse(operations))).toEqual([]);
+    // Issue 14: the README writes the change event as a selection a reader can paste.
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const selection = /`t_changes\(where, after\)`: one event per visible change, selected as `(\{[^`]+\})`/.exec(readme)?.[1];
+    expect(selection).toBeDefined();
+    expect(validate(schema, parse(`subscription { document_changes ${selection!} }`))).toEqual([]);
 
     const run = async (operationName: string, variables: Record<string, unknown>) => {
       const res = await fetch(api.url, {

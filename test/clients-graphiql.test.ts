@@ -55,6 +55,8 @@ describe.skipIf(!browser)('GraphiQL in headless Chromium', () => {
     await page.goto(demo.url);
     const editor = page.locator('.graphiql-query-editor');
     await editor.getByText('document { title author grp { name } }').waitFor();
+    // The opening comment says where the token is and where the other callers' tokens are.
+    expect(await text(editor)).toMatch(/The Headers tab below holds alice's token[\s\S]*printed tokens for bob and carol/);
 
     await page.getByRole('button', { name: 'Headers' }).click();
     const headers = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden)');

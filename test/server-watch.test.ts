@@ -1,110 +1,30 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/index.ts';
 import { signToken } from '../src/server/token.ts';
 import { useTestDatabase } from './support/db.ts';
-import { run, within, wsClient, type Outcome, type TestClient } from './support/transports.ts';
+import { run, within, wsClient } from './support/transports.ts';
+import { ids, killChildren, post, serveChild, socketQuery as query, WAIT, writeConfigFile } from './support/watch.ts';
 
 // Issue 14: `rowgate serve --watch` (a child process, as users run it) on a config file in a temp
 // folder, with a graphql-ws socket and a live subscription open across every reload. The database
-// user is a superuser, so DDL arrives through the event trigger.
+// user is a superuser, so DDL arrives through the event trigger (server-watch-poll.test.ts: without).
 const db = useTestDatabase();
-const BIN = fileURLToPath(new URL('../bin/rowgate.mjs', import.meta.url));
 const SECRET = 'watch-test-secret-0123456789abcdef0123456';
 const ADMIN = 'watch-test-admin';
-const WAIT = 20_000;
 let dir: string;
 let configPath: string;
-const children = new Set<ChildProcess>();
 
 const NOTE_RULE = "SELECT * FROM note WHERE owner = :sender OR owner = 'bob'";
 const config = (tables: Record<string, unknown>) => ({ database: { url: db.url }, auth: { jwt: { secret: SECRET }, adminSecret: ADMIN }, tables });
 const token = (sender: string) => signToken(parseConfig(config({}), {}), { sender, expires: '1h' });
+const writeConfig = (tables: Record<string, unknown>) => writeConfigFile(configPath, config(tables));
+const serve = (flags: string[]) => serveChild(configPath, flags);
 
-/** Writes the config the way many editors save: a new file renamed over the old one. */
-function writeConfig(tables: Record<string, unknown>): void {
-  const aside = `${configPath}.tmp`;
-  writeFileSync(aside, JSON.stringify(config(tables), null, 2));
-  renameSync(aside, configPath);
-}
-
-interface LogLine {
-  msg: string;
-  outcome?: string;
-  reason?: string;
-  error?: string;
-  changed?: string[];
-}
-
-interface Served {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<number | null>;
-  /** The n-th reload's log line (1-based) that applied or failed, once it is written. */
-  reload(n: number): Promise<LogLine>;
-  output(): string;
-}
-
-/** `rowgate serve` (with `flags`) in a child process; resolves once it says it is serving. */
-async function serve(flags: string[]): Promise<Served> {
-  const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'PORT', 'ROWGATE_JWT_SECRET', 'ROWGATE_ADMIN_SECRET', 'LOG_LEVEL']) delete env[name];
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', configPath, '--port', '0', ...flags], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let out = '';
-  const reloads: LogLine[] = [];
-  const waiting: { n: number; resolve: (line: LogLine) => void }[] = [];
-  let partial = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop()!;
-    for (const text of lines) {
-      if (!text.startsWith('{')) continue;
-      const line = JSON.parse(text) as LogLine;
-      // Reloads that found nothing changed are not counted: a wake-up for nothing is harmless.
-      if (!line.msg.startsWith('reload') || line.outcome === 'unchanged') continue;
-      reloads.push(line);
-      for (const w of waiting.filter((w) => reloads.length >= w.n)) w.resolve(reloads[w.n - 1]!);
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  const serving = new Promise<string>((resolve, reject) => {
-    const onData = () => {
-      const m = /rowgate: serving (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code, signal) => reject(new Error(`rowgate serve exited (${code ?? signal}) before serving:\n${out}`)));
-  });
-  const url = await within(serving, 45_000, 'rowgate serve to listen');
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    url,
-    exited,
-    output: () => out,
-    reload: (n) =>
-      within(
-        reloads.length >= n ? Promise.resolve(reloads[n - 1]!) : new Promise<LogLine>((resolve) => waiting.push({ n, resolve })),
-        WAIT,
-        `reload ${n} to be logged (output so far:\n${out})`,
-      ),
-  };
-}
-
-async function gql(url: string, sender: string, query: string): Promise<{ data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] }> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${await token(sender)}` }, body: JSON.stringify({ query }) });
-  return (await res.json()) as { data?: Record<string, unknown> | null };
-}
-
-/** One query on the socket: its single result. */
-async function query(client: TestClient, text: string): Promise<Outcome> {
-  return within(run(client.client, text).done, WAIT, `the query ${text}`);
+async function gql(url: string, sender: string, text: string) {
+  return (await post(url, { authorization: `Bearer ${await token(sender)}` }, text)).body;
 }
 
 async function reloadCount(url: string, outcome: string): Promise<number> {
@@ -113,21 +33,21 @@ async function reloadCount(url: string, outcome: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-const ids = (result: { data?: Record<string, unknown> | null | undefined } | undefined, field: string) => ((result?.data?.[field] as { id: number }[] | undefined) ?? []).map((r) => r.id);
-
 beforeAll(async () => {
   await db.sql.unsafe(`
     CREATE TABLE note (id int PRIMARY KEY, owner text NOT NULL, body text NOT NULL);
     CREATE TABLE tag (id int PRIMARY KEY, owner text NOT NULL, label text NOT NULL);
     INSERT INTO note VALUES (1, 'alice', 'a1'), (2, 'bob', 'b1');
     INSERT INTO tag VALUES (1, 'alice', 'red'), (2, 'bob', 'blue');
+    CREATE FUNCTION note_loud(n note) RETURNS text LANGUAGE sql STABLE AS $$ SELECT upper(n.body) $$;
+    CREATE FUNCTION first_notes() RETURNS SETOF note LANGUAGE sql STABLE AS $$ SELECT * FROM note WHERE id <= 2 $$;
   `);
   dir = mkdtempSync(join(tmpdir(), 'rowgate-watch-'));
   configPath = join(dir, 'rowgate.config.json');
   writeConfig({ note: { select: NOTE_RULE } });
 });
 afterAll(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  killChildren();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -221,5 +141,36 @@ describe('rowgate serve --watch reload with an open socket', () => {
     await client.client.dispose();
     served.child.kill('SIGTERM');
     expect(await within(served.exited, WAIT, 'the gateway to stop')).toBe(0);
+  });
+  it('a replaced function ends the subscriptions computing with it (computed field, root function); others go on', async () => {
+    const tables = { note: { select: 'SELECT * FROM note WHERE owner = :sender', computedFields: { loud: { function: 'note_loud' } } }, tag: { select: 'SELECT * FROM tag WHERE owner = :sender' } };
+    writeConfigFile(configPath, { ...config(tables), functions: ['first_notes'] });
+    const served = await serve(['--watch']);
+    const client = wsClient(served.url.replace(/^http/, 'ws'), { Authorization: `Bearer ${await token('alice')}` });
+    await within(client.connected, WAIT, 'the socket');
+    const loud = run(client.client, 'subscription { note(where: { id: { _eq: 1 } }) { id loud } }');
+    const first = run(client.client, 'subscription { first_notes(order_by: { id: asc }) { id } }');
+    const tags = run(client.client, 'subscription { tag(order_by: { id: asc }) { id } }');
+    for (const [sub, what] of [[loud, 'loud'], [first, 'first_notes'], [tags, 'tag']] as const) await within(sub.received(1), WAIT, `the first ${what} result`);
+    expect(loud.values[0]).toEqual({ data: { note: [{ id: 1, loud: 'A1' }] } });
+    expect(ids(first.values[0], 'first_notes')).toEqual([1]);
+
+    // A new body computes other values: the subscription must not go on showing the old ones.
+    await db.sql.unsafe('CREATE OR REPLACE FUNCTION note_loud(n note) RETURNS text LANGUAGE sql STABLE AS $$ SELECT upper(n.body) || \'!\' $$');
+    expect(await served.reload(1)).toMatchObject({ outcome: 'applied', reason: 'ddl', changed: ['note'] });
+    expect((await within(loud.done, WAIT, 'the computed-field subscription to end')).errors?.map((e) => e.extensions?.['code'])).toEqual(['SCHEMA_CHANGED']);
+    expect((await query(client, '{ note(where: { id: { _eq: 1 } }) { loud } }')).values).toEqual([{ data: { note: [{ loud: 'A1!' }] } }]);
+
+    await db.sql.unsafe('CREATE OR REPLACE FUNCTION first_notes() RETURNS SETOF note LANGUAGE sql STABLE AS $$ SELECT * FROM note WHERE id <= 3 $$');
+    expect(await served.reload(2)).toMatchObject({ outcome: 'applied', reason: 'ddl', changed: ['first_notes'] });
+    expect((await within(first.done, WAIT, 'the root-function subscription to end')).errors?.map((e) => e.extensions?.['code'])).toEqual(['SCHEMA_CHANGED']);
+
+    // The tag subscription computes with neither: it goes on.
+    await db.sql`INSERT INTO tag VALUES (6, 'alice', 'pink')`;
+    await within(tags.received(2), WAIT, 'the tag subscription after both replacements');
+    expect(ids(tags.values[1], 'tag')).toEqual([...ids(tags.values[0], 'tag'), 6]);
+    tags.stop();
+    await client.client.dispose();
+    expect(await served.stop()).toBe(0);
   });
 });

@@ -38,7 +38,7 @@ ${configOption()}
   --port N     the port: --port, else PORT, else 4000 (0: any free port)
   --host H     the address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
   --watch      also reload when the config file changes and after DDL (an event trigger as a
-               superuser, else the catalog compared every 5 s)`,
+               superuser, else the catalog compared every watch.catalogPollMs, 5 s)`,
     options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, watch: { type: 'boolean' } },
     run: (v) => {
       let port: number;

@@ -154,6 +154,17 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    watch: z
+      .object({
+        catalogPollMs: z
+          .number()
+          .int()
+          .min(100)
+          .default(5_000)
+          .describe('serve --watch without the DDL event trigger (the gateway\'s role is not a superuser): how often the catalog is read and compared, in milliseconds.'),
+      })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({
         enabled: z.boolean().default(true).describe('Serve Prometheus metrics at /metrics (prom-client text format).'),

@@ -54,6 +54,13 @@ export interface FunctionInfo {
   /** Its return type, and whether it returns a set. */
   returns: TypeRef;
   returnsSet: boolean;
+  /**
+   * For the configured schema's functions, a digest of what CREATE OR REPLACE may change without
+   * changing the signature (body, language, SET options, SECURITY DEFINER, strictness, cost):
+   * a reload tells by it that a computed field's or a root function's definition was replaced.
+   * null for pg_catalog's.
+   */
+  digest: string | null;
 }
 
 export interface Catalog {
@@ -148,22 +155,27 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
      ORDER BY 1, 2`;
 
   const functions = await sql<
-    { schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string; arg_types: string[]; arg_names: string[]; ret_schema: string; ret_name: string; ret_category: string; returns_set: boolean }[]
+    { schema: string; name: string; nargs: number; variadic: boolean; volatility: 'i' | 's' | 'v'; kind: string; arg_types: string[]; arg_names: string[]; ret_schema: string; ret_name: string; ret_category: string; returns_set: boolean; digest: string | null }[]
   >`
     SELECT n.nspname AS schema, p.proname AS name, p.pronargs::int AS nargs,
            p.provariadic <> 0 AS variadic, p.provolatile AS volatility, p.prokind AS kind,
            ARRAY(SELECT t.typname::text FROM unnest(p.proargtypes) WITH ORDINALITY AS a(oid, i) JOIN pg_type t ON t.oid = a.oid ORDER BY a.i) AS arg_types,
            COALESCE(p.proargnames[1:p.pronargs], '{}')::text[] AS arg_names,
-           rn.nspname AS ret_schema, rt.typname AS ret_name, rt.typcategory AS ret_category, p.proretset AS returns_set
+           rn.nspname AS ret_schema, rt.typname AS ret_name, rt.typcategory AS ret_category, p.proretset AS returns_set,
+           CASE WHEN n.nspname = ${schema} THEN md5(concat_ws(E'\\n', p.prolang::text, p.prosrc, p.probin, p.proconfig::text, p.prosecdef::text, p.proisstrict::text, p.proleakproof::text, p.procost::text, p.prorows::text, p.proparallel::text)) END AS digest
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
       JOIN pg_type rt ON rt.oid = p.prorettype JOIN pg_namespace rn ON rn.oid = rt.typnamespace
-     WHERE n.nspname IN ('pg_catalog', ${schema})`;
+     WHERE n.nspname IN ('pg_catalog', ${schema})
+     -- In a stable order: a reload compares catalogs read at two times (server/reload.ts), and a
+     -- replaced function's row moves in the table.
+     ORDER BY n.nspname, p.proname, p.oid`;
 
   const types = await sql<{ schema: string; name: string; category: string; enum_labels: string[] | null }[]>`
     SELECT n.nspname AS schema, t.typname AS name, t.typcategory AS category,
            (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) AS enum_labels
       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-     WHERE n.nspname IN ('pg_catalog', ${schema}) AND t.typtype IN ('b', 'e', 'd', 'r', 'm')`;
+     WHERE n.nspname IN ('pg_catalog', ${schema}) AND t.typtype IN ('b', 'e', 'd', 'r', 'm')
+     ORDER BY n.nspname, t.typname`;
 
   const tables = new Map<string, Table>();
   for (const row of columns) {
@@ -206,6 +218,7 @@ export async function readCatalog(sql: Sql, schema: string): Promise<Catalog> {
       argNames: fn.arg_types.map((_, i) => fn.arg_names[i] ?? ''),
       returns: { schema: fn.ret_schema, name: fn.ret_name, category: fn.ret_category, enumLabels: [] },
       returnsSet: fn.returns_set,
+      digest: fn.digest,
     });
     fnMap.set(fn.name, list);
   }

@@ -38,10 +38,12 @@ export function callerKey(context: KeyedContext): string | null {
  * connection) is only taken once the operation is admitted; the slot is given back however the
  * operation ends (data, errors, or a thrown error).
  */
-export function useCallerConcurrency(limit: number): Plugin {
+export function useCallerConcurrency(currentLimit: () => number): Plugin {
   const running = new Map<string, number>();
   return {
     onExecute({ args, executeFn, setExecuteFn }) {
+      // Read per operation: a reload may change it (limits.perCallerConcurrency).
+      const limit = currentLimit();
       if (limit === 0) return;
       const key = callerKey(args.contextValue as KeyedContext);
       if (key === null) return;

@@ -94,11 +94,21 @@ export interface Gateway {
   /**
    * Serves `schema` from now on (a reload, server/reload.ts): every request and every operation on
    * a socket that starts after this runs on it; operations already running finish on the old one.
-   * `live` is the engine behind its subscriptions.
+   * `live` is the engine behind its subscriptions. With `settings`, the keys a reload applies
+   * without a restart take their new values too (HOT_KEYS in reload.ts): the authenticator (for
+   * every request and socket that authenticates from now on), `auth.allowedOrigins`, the
+   * gateway's limits and `log.level`.
    */
-  swap(schema: GraphQLSchema, live: LiveEngine | null): void;
+  swap(schema: GraphQLSchema, live: LiveEngine | null, settings?: HotSettings): void;
   /** Counts one reload by outcome (`rowgate_reloads_total`). */
   reloaded(outcome: ReloadOutcome): void;
+}
+
+/** What a reload may change without a restart, besides the schema (server/reload.ts). */
+export interface HotSettings {
+  /** The config as reloaded: its `auth`, `limits` and `log.level` are read from here on. */
+  config: Config;
+  authenticator: Authenticator;
 }
 
 /** applied: a new schema is served; unchanged: nothing differed; failed: the old schema stays. */
@@ -111,8 +121,17 @@ export type ReloadOutcome = 'applied' | 'unchanged' | 'failed';
  * masking) lives in yoga plugins. Every request gets an id (`x-request-id`) and one log line.
  */
 export function createGateway(options: GatewayOptions): Gateway {
-  const { config, schema, sql, authenticator } = options;
-  const allowedOrigins = config.auth.allowedOrigins;
+  const { config, schema, sql } = options;
+  // The keys a reload may change (swap): read through `current` wherever they are used.
+  let current: HotSettings = { config, authenticator: options.authenticator };
+  const authenticator: Authenticator = {
+    fromRequest: (headers) => current.authenticator.fromRequest(headers),
+    fromConnectionParams: (params) => current.authenticator.fromConnectionParams(params),
+    sessionFromRequest: (headers) => current.authenticator.sessionFromRequest(headers),
+    sessionFromConnectionParams: (params) => current.authenticator.sessionFromConnectionParams(params),
+  };
+  const limits = () => current.config.limits;
+  // Read once: the WebSocket server's largest message is fixed when it is made (needs a restart).
   const maxBodyBytes = config.limits.maxBodyBytes;
   const logger = options.logger ?? createLogger(config.log.level);
   const logInternalError = options.logInternalError ?? ((err: unknown) => logger.error({ err }, 'internal error'));
@@ -150,10 +169,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       useCaller(authenticator),
       useSessionExpiry(),
       useErrorCodes(),
-      useQueryLimits({ maxDepth: config.limits.maxDepth }),
+      useQueryLimits({ maxDepth: () => limits().maxDepth }),
       useMutationTransaction(sql),
       ...(options.passThrough === false ? [] : [usePassThrough()]),
-      useCallerConcurrency(config.limits.perCallerConcurrency),
+      useCallerConcurrency(() => limits().perCallerConcurrency),
       useGraphQLSubscribe(),
       useResumableSse(),
       // After useGraphQLSubscribe: tracing wraps the subscribe function that is set when its hook runs.
@@ -186,10 +205,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   const webSockets = createWebSocketTransport({
     yoga,
     authenticator,
-    allowedOrigins,
-    maxSubscriptionsPerSocket: config.limits.maxSubscriptionsPerSocket,
+    allowedOrigins: () => current.config.auth.allowedOrigins,
+    maxSubscriptionsPerSocket: () => limits().maxSubscriptionsPerSocket,
     maxPayloadBytes: maxBodyBytes,
-    maxBufferedBytes: config.limits.maxSocketBufferBytes,
+    maxBufferedBytes: () => limits().maxSocketBufferBytes,
     onSlowSocket: options.onSlowSocket ?? ((info) => logger.warn(info, 'closed a WebSocket whose client reads too slowly (limits.maxSocketBufferBytes)')),
     observe: wsObserver,
     maskError,
@@ -207,7 +226,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   if (live) live.observer = liveObserver;
   const unfollowFeed = metrics && options.feed ? options.feed.onChanges((batch) => metrics.feedDelivered(batch.lagSeconds)) : null;
   const metricsOnMain = config.metrics.port === null;
-  const mayReadMetrics = metricsAccess(config);
+  let mayReadMetrics = metricsAccess(config);
 
   /** Requests being answered: those still to send headers when close() starts are told to close their connection. */
   const inFlight = new Set<ServerResponse>();
@@ -261,7 +280,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (path !== GRAPHQL_PATH) return sendJson(res, 404, { errors: [{ message: `not found: ${path} (GraphQL is at ${GRAPHQL_PATH})` }] });
 
     const origin = req.headers.origin;
-    if (origin !== undefined && !originAllowed(allowedOrigins, origin)) {
+    if (origin !== undefined && !originAllowed(current.config.auth.allowedOrigins, origin)) {
       return refuse(res, record, 403, 'this Origin is not allowed (auth.allowedOrigins)', 'FORBIDDEN');
     }
     if (req.method === 'POST') {
@@ -316,8 +335,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       return { url, metricsUrl: `${await listenOn(metricsServer, config.metrics.port!, host)}${METRICS_PATH}` };
     },
     stats,
-    swap(next, nextLive) {
+    swap(next, nextLive, settings) {
       if (nextLive) nextLive.observer = liveObserver;
+      if (settings) {
+        current = settings;
+        // The admin secret may have changed: it also opens /metrics.
+        mayReadMetrics = metricsAccess(settings.config);
+        logger.level = settings.config.log.level;
+      }
       replaceSchema!(next);
     },
     reloaded: (outcome) => metrics?.reloaded(outcome),

@@ -52,16 +52,22 @@ export function useCaller(authenticator: Authenticator): Plugin<GraphQLContext> 
 }
 
 export interface LimitOptions {
-  maxDepth: number;
+  /** `limits.maxDepth` as it is now (a reload may change it). */
+  maxDepth: () => number;
   maxAliases?: number;
 }
 
 /** Adds the depth and alias limits to validation (so they run before execution, on every transport). */
 export function useQueryLimits(options: LimitOptions): Plugin {
-  const rules = [depthLimitRule(options.maxDepth), aliasLimitRule(options.maxAliases ?? DEFAULT_MAX_ALIASES)];
+  const aliases = aliasLimitRule(options.maxAliases ?? DEFAULT_MAX_ALIASES);
+  // The depth rule is made again only when the limit changed.
+  let depth = { max: options.maxDepth(), rule: depthLimitRule(options.maxDepth()) };
   return {
     onValidate({ addValidationRule }) {
-      for (const rule of rules) addValidationRule(rule);
+      const max = options.maxDepth();
+      if (max !== depth.max) depth = { max, rule: depthLimitRule(max) };
+      addValidationRule(depth.rule);
+      addValidationRule(aliases);
     },
   };
 }

@@ -81,7 +81,7 @@ export async function serve(options: ServeOptions): Promise<number> {
       const reloader = createReloader({ configPath: options.configPath, sql: db.sql, liveSql: livePool, changes: feed, captureMode: capture.mode, gateway, logger, served: { config, catalog, rules, live } });
       const onHangUp = () => void reloader.reload('SIGHUP');
       if (signals) signals.onHangUp(onHangUp);
-      const unwatch = options.watch ? await watchForReloads({ configPath: options.configPath, sql: db.sql, reloader, logger }) : null;
+      const unwatch = options.watch ? await watchForReloads({ configPath: options.configPath, sql: db.sql, reloader, logger, pollMs: config.watch.catalogPollMs }) : null;
       try {
         const { url, metricsUrl } = await gateway.listen(options.port ?? DEFAULT_PORT, options.host ?? DEFAULT_HOST);
         log(`rowgate: serving ${url}`);

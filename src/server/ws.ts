@@ -41,10 +41,10 @@ export interface SlowSocket {
 export interface WebSocketTransportOptions {
   yoga: Yoga;
   authenticator: Authenticator;
-  /** `auth.allowedOrigins`: null allows every Origin. */
-  allowedOrigins: string[] | null;
-  /** `limits.maxSubscriptionsPerSocket`. */
-  maxSubscriptionsPerSocket: number;
+  /** `auth.allowedOrigins` as it is now (a reload may change it): null allows every Origin. */
+  allowedOrigins: () => string[] | null;
+  /** `limits.maxSubscriptionsPerSocket` as it is now. */
+  maxSubscriptionsPerSocket: () => number;
   /** Largest message a client may send (bytes); larger ones close the socket with 1009. */
   maxPayloadBytes: number;
   /** yoga's `maskError`, applied to errors that did not pass through yoga's execution. */
@@ -57,10 +57,10 @@ export interface WebSocketTransportOptions {
   /** How long a socket may stay open without `connection_init` (ms); then graphql-ws closes it with 4408. */
   connectionInitWaitTimeoutMs?: number;
   /**
-   * `limits.maxSocketBufferBytes`: a socket whose unsent bytes pass this is closed with 1013 (and
-   * cut after `SLOW_CLOSE_GRACE_MS` if its client does not take the close frame either).
+   * `limits.maxSocketBufferBytes` as it is now: a socket whose unsent bytes pass this is closed
+   * with 1013 (and cut after `SLOW_CLOSE_GRACE_MS` if its client does not take the close frame either).
    */
-  maxBufferedBytes?: number;
+  maxBufferedBytes?: () => number;
   /** Told about every socket closed for reading too slowly. */
   onSlowSocket: (info: SlowSocket) => void;
   /** Told each operation's type (`unknown` when it did not parse) and the error codes sent, for the metrics. */
@@ -148,7 +148,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export function createWebSocketTransport(options: WebSocketTransportOptions): WebSocketTransport {
   const { yoga, authenticator, allowedOrigins, maxSubscriptionsPerSocket, maskError, logInternalError, onSlowSocket, observe } = options;
   const keepAliveMs = options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS;
-  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  const maxBufferedBytes = options.maxBufferedBytes ?? (() => DEFAULT_MAX_BUFFERED_BYTES);
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -214,10 +214,11 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       // Counted before the first await, so concurrent subscribe messages cannot both slip under
       // the limit, and until its handler returns (see settle), whatever ends it.
       if (operation?.operation === 'subscription') {
-        if (connection.subscriptions >= maxSubscriptionsPerSocket) {
+        const limit = maxSubscriptionsPerSocket();
+        if (connection.subscriptions >= limit) {
           return [
             new GraphQLError(
-              `this socket already runs ${maxSubscriptionsPerSocket} subscriptions (limits.maxSubscriptionsPerSocket); complete one first or open another connection`,
+              `this socket already runs ${limit} subscriptions (limits.maxSubscriptionsPerSocket); complete one first or open another connection`,
               { extensions: { code: 'LIMIT_EXCEEDED' } },
             ),
           ];
@@ -375,7 +376,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     const socket = this.socket;
     if (socket.readyState !== socket.OPEN) return;
     socket.send(data);
-    if (socket.bufferedAmount > maxBufferedBytes) closeSlow(socket);
+    if (socket.bufferedAmount > maxBufferedBytes()) closeSlow(socket);
   }
 
   function closeConnection(this: Connection, code?: number, reason?: string): void {
@@ -441,7 +442,7 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
     const cut = setTimeout(() => socket.terminate(), SLOW_CLOSE_GRACE_MS);
     socket.once('close', () => clearTimeout(cut));
     try {
-      onSlowSocket({ bufferedAmount, limit: maxBufferedBytes });
+      onSlowSocket({ bufferedAmount, limit: maxBufferedBytes() });
     } catch (err) {
       logInternalError(err);
     }
@@ -456,7 +457,8 @@ export function createWebSocketTransport(options: WebSocketTransportOptions): We
       // Browsers always send Origin on a WebSocket upgrade and let any page open one, with the
       // user's cookies: refusing unlisted Origins here is what stops cross-site WebSocket hijacking.
       const origin = req.headers.origin;
-      if (origin !== undefined && allowedOrigins !== null && !allowedOrigins.includes(origin)) {
+      const allowed = allowedOrigins();
+      if (origin !== undefined && allowed !== null && !allowed.includes(origin)) {
         return refuse(socket, 403, 'this Origin is not allowed (auth.allowedOrigins)');
       }
       wss.handleUpgrade(req, socket, head, onConnection);
