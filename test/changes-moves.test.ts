@@ -67,6 +67,8 @@ async function until(sub: Subscription, title: string): Promise<Event[]> {
 }
 
 async function head(): Promise<string> {
+  // WAL capture: a commit reaches the log once the leader appended it.
+  await h.feed.poll();
   for (;;) {
     const [row] = await db.sql<{ held: boolean; top: string }[]>`
       SELECT EXISTS (SELECT 1 FROM rowgate.change_log WHERE pos IS NULL) AS held, COALESCE(max(pos), 0)::text AS top FROM rowgate.change_log`;

@@ -369,7 +369,7 @@ export class LiveEngine {
           const changes = shape.pending;
           shape.pending = [];
           const subs = [...shape.subscribers.values()].filter((sub) => !sub.backlog);
-          if (subs.length) await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
+          if (subs.length) await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count, this.source.logSnapshot));
         }
       } finally {
         shape.running = false;
@@ -588,7 +588,7 @@ export class LiveEngine {
       for (const sub of subs) shape.catching.delete(sub);
     };
     const evaluate = async (subs: ChangeSubscriber[], changes: Change[]) => {
-      const live = new Set(await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count)));
+      const live = new Set(await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count, this.source.logSnapshot)));
       // An ended subscriber's cursor stays where it was: reading on would read the same changes forever.
       done(subs.filter((sub) => !live.has(sub)));
       return subs.filter((sub) => live.has(sub));

@@ -20,6 +20,8 @@ export interface DecodedTransaction {
   end: bigint;
   /** Commit time, microseconds since 1970 (the log's `at`). */
   commitMicros: bigint;
+  /** Its (top-level, 32-bit) transaction id: the log's `xid` becomes the full id (wal-snapshot.ts). */
+  xid: number;
   changes: DecodedChange[];
   /** Contents of the switch markers it carried (wal-install.ts). */
   markers: string[];
@@ -81,13 +83,13 @@ export async function appendTransactions(db: Sql, slot: string, txs: DecodedTran
     }
     let n = 0;
     // Numbered in commit order across tables, then written one statement per table.
-    const byTable = new Map<string, { schema: string; table: string; rows: [number, string, string, string | null, string | null][] }>();
+    const byTable = new Map<string, { schema: string; table: string; rows: Row[] }>();
     for (const t of kept) {
       for (const c of t.changes) {
         const id = `${c.schema}.${c.table}`;
         let group = byTable.get(id);
         if (!group) byTable.set(id, (group = { schema: c.schema, table: c.table, rows: [] }));
-        group.rows.push([++n, t.commitMicros.toString(), c.op, c.old, c.new]);
+        group.rows.push([++n, t.commitMicros.toString(), c.op, c.old, c.new, t.xid]);
       }
     }
     // Pipelined too: the inserts, the progress and the notification.
@@ -102,13 +104,18 @@ export async function appendTransactions(db: Sql, slot: string, txs: DecodedTran
   });
 }
 
+/** Number in commit order, commit time (µs), op, old and new row literal, the writer's 32-bit xid. */
+type Row = [number, string, string, string | null, string | null, number];
+
 /**
  * One table's rows. The images are built by PostgreSQL from the decoded text, as the trigger
  * capture builds them: the literal read as the table's row type (each column through its type's
  * input function) and `to_jsonb` of that, so both captures write byte-identical jsonb. The key is
- * the image's primary-key columns, read from the catalog as the triggers' arguments were.
+ * the image's primary-key columns, read from the catalog as the triggers' arguments were. `xid` is
+ * the writing transaction's, as a trigger-written row's is: its 32-bit id widened to the full one by
+ * this transaction's own (the writer's is older and within 2^31 of it, or it would have wrapped).
  */
-function insertRows(schema: string, table: string, top: string, rows: [number, string, string, string | null, string | null][]) {
+function insertRows(schema: string, table: string, top: string, rows: Row[]) {
   const rowType = sql.identifier(schema, table);
   return sql`
     WITH pk AS MATERIALIZED (
@@ -119,17 +126,19 @@ function insertRows(schema: string, table: string, top: string, rows: [number, s
                          WHERE i.indrelid = ${sql.value(`${sql.compile(rowType).text}`)}::text::regclass AND i.indisprimary
                          ORDER BY k.ord) AS cols
          ),
+         me AS MATERIALIZED (SELECT pg_catalog.pg_current_xact_id()::text::numeric AS xid),
          v AS (
-           SELECT (r ->> 0)::int8 AS n, (r ->> 1)::numeric AS micros, r ->> 2 AS op,
+           SELECT (r ->> 0)::int8 AS n, (r ->> 1)::numeric AS micros, r ->> 2 AS op, (r ->> 5)::numeric AS xid32,
                   pg_catalog.to_jsonb((r ->> 3)::${rowType}) AS o, pg_catalog.to_jsonb((r ->> 4)::${rowType}) AS j
              FROM pg_catalog.jsonb_array_elements(${sql.value(JSON.stringify(rows))}::text::jsonb) AS r
          )
-    INSERT INTO rowgate.change_log (at, tbl, op, key, old, new, pos)
-    SELECT pg_catalog.to_timestamp(v.micros / 1000000), ${sql.value(table)}, v.op,
+    INSERT INTO rowgate.change_log (xid, at, tbl, op, key, old, new, pos)
+    SELECT (me.xid - ((me.xid % 4294967296) - v.xid32 + 4294967296) % 4294967296)::text::xid8,
+           pg_catalog.to_timestamp(v.micros / 1000000), ${sql.value(table)}, v.op,
            CASE WHEN v.op = 'TRUNCATE' THEN '{}'::jsonb
                 WHEN cardinality(pk.cols) = 0 THEN COALESCE(v.j, v.o)
                 ELSE (SELECT pg_catalog.jsonb_object_agg(c, COALESCE(v.j, v.o) -> c) FROM unnest(pk.cols) AS c) END,
            v.o, v.j, ${sql.value(top)}::text::int8 + v.n
-      FROM v, pk
+      FROM v, pk, me
      ORDER BY v.n`;
 }

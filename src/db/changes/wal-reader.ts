@@ -213,7 +213,7 @@ export function startWalReader(options: WalReaderOptions): WalReader {
             for (const column of msg.columns) column.parser = IDENTITY;
             return;
           case 'begin':
-            current = { end: 0n, commitMicros: BigInt(msg.commitTime as bigint), changes: [], markers: [] };
+            current = { end: 0n, commitMicros: BigInt(msg.commitTime as bigint), xid: msg.xid, changes: [], markers: [] };
             return;
           case 'insert':
             current?.changes.push(change(msg.relation, 'INSERT', null, msg.new));
