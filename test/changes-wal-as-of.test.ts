@@ -52,6 +52,17 @@ async function until(check: () => Promise<boolean>): Promise<void> {
 const DOC = 'subscription { doc_changes { op row { id title } old { id title } } }';
 
 describe('WAL capture: change streams judge as of the position while the leader lags', () => {
+  it('the log names the transaction that wrote each change, as a trigger-written row does', async () => {
+    const xids = await db.sql.begin(async (tx) => {
+      await tx`INSERT INTO doc VALUES (401, 9, 'x')`;
+      await tx`INSERT INTO membership VALUES (9, 'xavier')`;
+      return tx<{ xid: string }[]>`SELECT pg_current_xact_id()::text AS xid`;
+    });
+    await h.feed.poll();
+    const logged = await db.sql<{ xid: string }[]>`SELECT DISTINCT xid::text AS xid FROM rowgate.change_log WHERE (tbl = 'doc' AND key ->> 'id' = '401') OR (tbl = 'membership' AND key ->> 'identity' = 'xavier')`;
+    expect(logged).toEqual(xids);
+  });
+
   it('a grant committed but not yet appended does not show earlier changes to the grantee', async () => {
     const carol = await h.open('carol', DOC);
     // The engine's statements read auditor: while it is locked, the evaluation of the first change waits.
@@ -64,7 +75,7 @@ describe('WAL capture: change streams judge as of the position while the leader 
     // The leader cannot append while the stamping lock is held: the grant is in the table, not in the log.
     const unlockAppends = await hold((tx) => tx`SELECT pg_advisory_xact_lock(${LOCK}, ${STAMP_LOCK})`);
     await db.sql`INSERT INTO membership VALUES (4, 'carol')`;
-    expect(await db.sql`SELECT 1 FROM rowgate.change_log WHERE tbl = 'membership'`).toHaveLength(0);
+    expect(await db.sql`SELECT 1 FROM rowgate.change_log WHERE tbl = 'membership' AND key ->> 'identity' = 'carol'`).toHaveLength(0);
     // Both evaluations now run with the grant visible: judged "now", carol would get e1 and e2.
     await unlockAuditor();
     await new Promise((r) => setTimeout(r, 300));

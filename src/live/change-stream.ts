@@ -159,7 +159,7 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
  * One step for a chunk of subscribers; returns those it ended. One subscriber's values can fail
  * the statement for all (a valid regular expression that passes statement_timeout on some row):
  * evaluating each alone then finds it, and the others get their events, as live queries do
- * (live-query.ts evaluateChunk). Throws only when the database is unreachable.
+ * (live-query.ts evaluateChunk). Throws only when the database is unreachable (or the log behind: endsAll).
  */
 async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: Step, count: () => void, snapshot?: LogSnapshot): Promise<ChangeSubscriber[]> {
   const attempt = (subs: ChangeSubscriber[]) =>
@@ -170,7 +170,7 @@ async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber
     await attempt(chunk);
     return [];
   } catch (err) {
-    if (isConnectionError(err)) throw err;
+    if (endsAll(err)) throw err;
     if (chunk.length === 1) {
       chunk[0]!.fail(err);
       return chunk;
@@ -181,7 +181,7 @@ async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber
     try {
       await attempt([sub]);
     } catch (err) {
-      if (isConnectionError(err)) throw err;
+      if (endsAll(err)) throw err;
       sub.fail(err);
       failed.push(sub);
     }
@@ -194,6 +194,9 @@ function stepReads(shape: ChangeShape, step: Step): LogReads {
   const tables = shape.asOf.tables.map((t) => t.name);
   return step.kind === 'changes' ? { tables, after: step.before } : { tables: [...tables, shape.table], after: step.from };
 }
+
+/** The database unreachable, or (WAL capture) the log not catching up: no subscriber of the step can go on in order. */
+const endsAll = (err: unknown) => isConnectionError(err) || (err as { code?: string }).code === 'WAL_BEHIND';
 
 function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<string, unknown> | null, old: Record<string, unknown> | null): Record<string, unknown> {
   const event: Record<string, unknown> & { [EVENT_POSITION]?: string } = { [EVENT_POSITION]: position };

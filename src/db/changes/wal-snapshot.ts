@@ -29,7 +29,7 @@ export async function walConfirmed(db: Sql, slot: string, lsn: string, closed: (
       sql`SELECT COALESCE(confirmed_flush_lsn >= ${sql.value(lsn)}::text::pg_lsn, false) AS done FROM pg_replication_slots WHERE slot_name = ${sql.value(slot)}`,
     );
     if (row?.done || closed()) return;
-    if (Date.now() > deadline) throw new ChangeError('FEED_CLOSED', `no WAL reader confirmed slot ${slot} up to ${lsn} within 60 s`);
+    if (Date.now() > deadline) throw new ChangeError('WAL_BEHIND', `no WAL reader confirmed slot ${slot} up to ${lsn} within 60 s`);
     await new Promise((r) => setTimeout(r, wait));
   }
 }
@@ -52,8 +52,13 @@ export async function walConfirmed(db: Sql, slot: string, lsn: string, closed: (
 export function walLogSnapshot(db: Sql, slot: string, closed: () => boolean): LogSnapshot {
   return async (reads, evaluate) => {
     const tables = sql`${sql.value([...reads.tables])}::text[]`;
+    // Each attempt that goes round saw a commit the log lacked; the next one's log holds it. Only
+    // a table the step reads written faster than the leader appends keeps it going: then, rather
+    // than hold the stream back unseen, its subscribers' streams end with WAL_BEHIND (they resume).
+    const deadline = Date.now() + 60_000;
     for (let backoff = 1; ; backoff = Math.min(backoff * 2, 50)) {
       if (closed()) throw new ChangeError('FEED_CLOSED', 'the change feed is closed');
+      if (Date.now() > deadline) throw new ChangeError('WAL_BEHIND', `change-stream evaluations found commits not yet in the log for 60 s (slot ${slot})`);
       const attempt = await db.begin('isolation level repeatable read read only', async (tx) => {
         const [s] = await runSql<{ top: string; lsn: string; snap: string; early: boolean }>(
           tx as unknown as Sql,
