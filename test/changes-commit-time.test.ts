@@ -34,6 +34,8 @@ beforeAll(async () => {
 
 /** The newest position once every committed change is stamped. */
 async function head(): Promise<string> {
+  // WAL capture: a commit reaches the log once the leader appended it.
+  await h.feed.poll();
   for (let i = 0; i < 200; i++) {
     const [row] = await db.sql<{ held: boolean; top: string }[]>`
       SELECT EXISTS (SELECT 1 FROM rowgate.change_log WHERE pos IS NULL) AS held, COALESCE(max(pos), 0)::text AS top FROM rowgate.change_log`;

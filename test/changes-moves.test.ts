@@ -39,7 +39,7 @@ const SELECTION = '{ op row { id grp owner title } old { id grp owner title } }'
 const FROM = `subscription($after: String) { doc_changes(after: $after) { op position row { id title } old { id title } } }`;
 
 const until = (sub: Subscription, title: string) => eventsUntil(sub, 'doc_changes', title);
-const head = () => stampedHead(db.sql);
+const head = () => stampedHead(db.sql, h.feed);
 
 async function fresh(person: string): Promise<Row[]> {
   const r = await execute({ schema: h.schema, document: parse('{ doc(order_by: {id: asc}) { id grp owner title } }'), contextValue: { caller: asCaller(person) } });

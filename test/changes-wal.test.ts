@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { captureStatus, installCapture, removeCapture, startChangeFeed, type Change, type ChangeFeed } from '../src/db/changes/index.ts';
+import { captureStatus, installCapture, readAfter, removeCapture, startChangeFeed, type Change, type ChangeFeed } from '../src/db/changes/index.ts';
+import { startWalReader } from '../src/db/changes/wal-reader.ts';
+import { walConfirmed } from '../src/db/changes/wal-snapshot.ts';
 import { connect, type Sql } from '../src/db/index.ts';
 import { collect } from './support/changes.ts';
 import { useWalDatabase } from './support/wal.ts';
@@ -71,6 +73,32 @@ describe('WAL capture', () => {
     expect(changes.map((c) => c.position)).toEqual(changes.map((_, i) => String(Number(changes[0]!.position) + i)));
   });
 
+  it('generated columns: stored ones are in the images with their values (PostgreSQL 18); tables WAL capture cannot carry are refused', async () => {
+    const [v] = await db.sql<{ n: number }[]>`SELECT current_setting('server_version_num')::int AS n`;
+    await db.sql`CREATE TABLE gen (id int PRIMARY KEY, a int, s int GENERATED ALWAYS AS (a * 2) STORED, b text)`;
+    if (v!.n < 180000) {
+      // Before PostgreSQL 18 pgoutput does not send them.
+      await expect(installCapture(db.sql, 'public', ['t', 'odd', 'nokey', 'gen'], 'wal')).rejects.toMatchObject({ code: 'WAL_UNAVAILABLE', message: expect.stringContaining('gen.s') });
+      return;
+    }
+    // A virtual one is never published: REPLICA IDENTITY FULL would make its table's UPDATEs fail.
+    await db.sql`CREATE TABLE genv (id int PRIMARY KEY, a int, v int GENERATED ALWAYS AS (a * 3) VIRTUAL)`;
+    await expect(installCapture(db.sql, 'public', ['t', 'odd', 'nokey', 'gen', 'genv'], 'wal')).rejects.toMatchObject({ code: 'WAL_UNAVAILABLE', message: expect.stringContaining('genv.v') });
+    await installCapture(db.sql, 'public', ['t', 'odd', 'nokey', 'gen'], 'wal');
+    const f = await feed();
+    await db.sql`INSERT INTO gen (id, a, b) VALUES (1, 5, 'x')`;
+    await db.sql`UPDATE gen SET a = 6 WHERE id = 1`;
+    await db.sql`DELETE FROM gen`;
+    await f.poll();
+    const logged = await db.sql<{ op: string; old: string | null; new: string | null }[]>`SELECT op, old::text, new::text FROM rowgate.change_log WHERE tbl = 'gen' ORDER BY pos`;
+    // As the trigger's to_jsonb(NEW) has them.
+    expect(logged).toEqual([
+      { op: 'INSERT', old: null, new: '{"a": 5, "b": "x", "s": 10, "id": 1}' },
+      { op: 'UPDATE', old: '{"a": 5, "b": "x", "s": 10, "id": 1}', new: '{"a": 6, "b": "x", "s": 12, "id": 1}' },
+      { op: 'DELETE', old: '{"a": 6, "b": "x", "s": 12, "id": 1}', new: null },
+    ]);
+  });
+
   it('two gateways give identical positions; killing the leader while it streams loses and repeats nothing', async () => {
     const a = await feed();
     const b = await feed();
@@ -138,5 +166,26 @@ describe('WAL capture', () => {
       ...Array.from({ length: 9 }, (_, i) => ['DELETE', 100001 + i]),
     ]);
     expect(after.head()).toBe(missed.at(-1)!.position);
+  });
+
+  it('a leader far behind pauses the stream instead of holding every decoded transaction, and appends each once, in order', async () => {
+    for (const f of feeds.splice(0)) await f.close();
+    const [start] = await db.sql<{ top: string }[]>`SELECT COALESCE(max(pos), 0)::text AS top FROM rowgate.change_log`;
+    for (let i = 0; i < 300; i++) await db.sql`UPDATE t SET v = ${`behind ${i}`} WHERE id = 100000`;
+    const [written] = await db.sql<{ lsn: string }[]>`SELECT pg_current_wal_lsn()::text AS lsn`;
+    const lines: string[] = [];
+    const pool = connect(db.url, { max: 3 });
+    pools.push(pool);
+    const slot = (await captureStatus(db.sql)).slot;
+    // Appends of 10 rows, paused past 20 queued: far behind from the first transaction on.
+    const reader = startWalReader({ url: db.url, sql: pool, slot, log: (_level, message) => lines.push(message), retryMs: 100, batchRows: 10, maxQueuedRows: 20 });
+    try {
+      await walConfirmed(pool, slot, written!.lsn, () => false);
+    } finally {
+      await reader.close();
+    }
+    expect(lines.filter((l) => l.includes('far behind'))).toHaveLength(1);
+    const appended = await readAfter(db.sql, start!.top, 1000);
+    expect(appended.map((c) => c.new?.['v'])).toEqual(Array.from({ length: 300 }, (_, i) => `behind ${i}`));
   });
 });

@@ -39,7 +39,7 @@ beforeAll(async () => {
 const CHANGES = 'subscription($after: String) { doc_changes(after: $after) { op position row { id title } old { id title } } }';
 
 const until = (sub: Subscription, title: string) => eventsUntil(sub, 'doc_changes', title);
-const head = () => stampedHead(db.sql);
+const head = () => stampedHead(db.sql, h.feed);
 
 /** Commits that give `who` plain events, events of others' rows it is granted and revoked (moves), and rows it never sees. */
 async function history(who: string, base: number, end: string): Promise<void> {

@@ -133,7 +133,7 @@ tables and data, the gateway, and tokens, the admin secret and the DATABASE_URL 
 
 Installs change capture on every listed table and every table the rules read; serve does this too.
 changeLog.capture chooses how: WAL (a publication and a permanent replication slot), triggers, or
-auto (WAL where wal_level = logical and the role may replicate).
+auto (the default: WAL where wal_level = logical and the role may replicate, else triggers).
   --drop       remove it instead: triggers, slot, publication, the change log (works for a config
                whose rules no longer load)
   --status     print the capture in use, the slot, its confirmed position and the WAL it retains

@@ -136,10 +136,8 @@ export const configSchema = z
         retentionHours: z.number().positive().default(24),
         capture: z
           .enum(['auto', 'wal', 'triggers'])
-          // Not wal by default yet: change streams' as-of judgement needs every committed change in
-          // the log from its commit on, which WAL capture does not give (db/changes README).
-          .default('triggers')
-          .describe('How committed changes reach the change log: "wal" (logical decoding: a publication, a permanent replication slot; needs wal_level=logical and a role that may replicate), "triggers" (capture triggers on every captured table), or "auto" (wal where possible, else triggers). Default triggers: with wal, change streams can judge a change against a grant or revoke committed just after it (see the docs).'),
+          .default('auto')
+          .describe('How committed changes reach the change log: "wal" (logical decoding: a publication, a permanent replication slot; needs wal_level=logical and a role that may replicate), "triggers" (capture triggers on every captured table), or "auto" (the default: wal where the server has wal_level=logical and the role may replicate, else triggers).'),
       })
       .strict()
       .prefault({}),

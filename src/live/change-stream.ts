@@ -1,8 +1,10 @@
 import { sql, type SQL } from 'pg-sql2';
 import { isConnectionError, retryOnDisconnect, runSql, type Sql } from '../db/index.ts';
 import type { Table } from '../db/index.ts';
+import type { LogReads, LogSnapshot } from '../db/changes/index.ts';
 import { asOfCtes, asOfMovesCtes, asOfRelation, asOfSelf, CANDIDATE, DELTA, movingColumns, staleAfter, type AsOfSpec } from './as-of.ts';
 import { SUBSCRIBERS, subscriberRelation } from './binder.ts';
+import { inLogSnapshot } from './log-snapshot.ts';
 import { comparePositions, EVENT_POSITION, subPosition, type Change } from './source.ts';
 
 /** One `t_changes` subscriber. */
@@ -130,7 +132,7 @@ function lastPosition(shape: ChangeShape, step: Step): string {
  * `batch` subscribers. A subscriber whose statement failed is ended with the error and left out of
  * the later steps; the others get every event, in order. Returns the subscribers not ended.
  */
-export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void): Promise<ChangeSubscriber[]> {
+export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeSubscriber[], changes: Change[], batch: number, count: () => void, snapshot?: LogSnapshot): Promise<ChangeSubscriber[]> {
   let live = subs;
   try {
     for (const step of steps(shape, changes)) {
@@ -138,7 +140,7 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
       // Subscribers already past the step (resuming from a later position) would get nothing from it.
       const concerned = live.filter((sub) => comparePositions(lastPosition(shape, step), sub.cursor) > 0);
       for (let i = 0; i < concerned.length; i += batch) {
-        for (const sub of await evaluateStep(db, shape, concerned.slice(i, i + batch), step, count)) failed.add(sub);
+        for (const sub of await evaluateStep(db, shape, concerned.slice(i, i + batch), step, count, snapshot)) failed.add(sub);
       }
       if (failed.size) live = live.filter((sub) => !failed.has(sub));
     }
@@ -157,16 +159,18 @@ export async function evaluateChanges(db: Sql, shape: ChangeShape, subs: ChangeS
  * One step for a chunk of subscribers; returns those it ended. One subscriber's values can fail
  * the statement for all (a valid regular expression that passes statement_timeout on some row):
  * evaluating each alone then finds it, and the others get their events, as live queries do
- * (live-query.ts evaluateChunk). Throws only when the database is unreachable.
+ * (live-query.ts evaluateChunk). Throws only when the database is unreachable (or the log behind: endsAll).
  */
-async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: Step, count: () => void): Promise<ChangeSubscriber[]> {
+async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber[], step: Step, count: () => void, snapshot?: LogSnapshot): Promise<ChangeSubscriber[]> {
   const attempt = (subs: ChangeSubscriber[]) =>
-    retryOnDisconnect(() => (step.kind === 'changes' ? run(db, shape, subs, step, count) : moves(db, shape, subs, step, count)));
+    retryOnDisconnect(() =>
+      inLogSnapshot(db, snapshot, stepReads(shape, step), subs, (db, subs) => (step.kind === 'changes' ? run(db, shape, subs, step, count) : moves(db, shape, subs, step, count))),
+    );
   try {
     await attempt(chunk);
     return [];
   } catch (err) {
-    if (isConnectionError(err)) throw err;
+    if (endsAll(err)) throw err;
     if (chunk.length === 1) {
       chunk[0]!.fail(err);
       return chunk;
@@ -177,13 +181,22 @@ async function evaluateStep(db: Sql, shape: ChangeShape, chunk: ChangeSubscriber
     try {
       await attempt([sub]);
     } catch (err) {
-      if (isConnectionError(err)) throw err;
+      if (endsAll(err)) throw err;
       sub.fail(err);
       failed.push(sub);
     }
   }
   return failed;
 }
+
+/** What a step's statements read of the log: the rules' tables (and the table itself for moves), after its first position. */
+function stepReads(shape: ChangeShape, step: Step): LogReads {
+  const tables = shape.asOf.tables.map((t) => t.name);
+  return step.kind === 'changes' ? { tables, after: step.before } : { tables: [...tables, shape.table], after: step.from };
+}
+
+/** The database unreachable, or (WAL capture) the log not catching up: no subscriber of the step can go on in order. */
+const endsAll = (err: unknown) => isConnectionError(err) || (err as { code?: string }).code === 'WAL_BEHIND';
 
 function eventOf(sub: ChangeSubscriber, op: Op, position: string, row: Record<string, unknown> | null, old: Record<string, unknown> | null): Record<string, unknown> {
   const event: Record<string, unknown> & { [EVENT_POSITION]?: string } = { [EVENT_POSITION]: position };

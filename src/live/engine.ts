@@ -721,7 +721,7 @@ export class LiveEngine {
   /** evaluateChanges, and what it judged for each subscriber still live kept for resumes (resumes.ts). */
   private async evaluateChanges(shape: ChangeShapeState, subs: ChangeSubscriber[], changes: Change[]): Promise<ChangeSubscriber[]> {
     const from = subs.map((sub) => sub.cursor);
-    const live = await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count));
+    const live = await this.timed('change_stream', () => evaluateChanges(this.db, shape, subs, changes, this.batch, this.count, this.source.logSnapshot));
     const still = new Set(live);
     subs.forEach((sub, i) => {
       if (still.has(sub)) this.resumes.covered(sub, from[i]!, sub.cursor);

@@ -1,3 +1,5 @@
+import type { LogSnapshot } from '../db/changes/index.ts';
+
 /** One committed change of a captured table, as the change log holds it (see db/changes). */
 export interface Change {
   /** Opaque, ordered: a decimal string of the change's place in commit order. */
@@ -18,6 +20,8 @@ export interface ChangeSource {
   readAfter(position: string, limit: number): Promise<Change[]>;
   /** The position of the last delivered change. */
   head(): string;
+  /** Set when change streams must run in a snapshot the log explains (WAL capture; live/log-snapshot.ts). */
+  logSnapshot?: LogSnapshot;
 }
 
 /**

@@ -35,7 +35,10 @@ export function useTestDatabase(): TestDatabase {
   return db;
 }
 
-/** Which capture the test support installs: ROWGATE_TEST_CAPTURE (`wal`, `triggers`, `auto`), else `triggers`, as `rowgate serve` by default. */
+/**
+ * Which capture the test support installs: ROWGATE_TEST_CAPTURE (`wal`, `triggers`, `auto`), else
+ * `triggers` (`rowgate serve`'s default is `auto`; CI runs the suite once per mode, each named).
+ */
 export function testCapture(): 'wal' | 'triggers' | 'auto' {
   const mode = process.env['ROWGATE_TEST_CAPTURE'] ?? 'triggers';
   if (mode !== 'wal' && mode !== 'triggers' && mode !== 'auto') throw new Error(`ROWGATE_TEST_CAPTURE must be wal, triggers or auto, not ${mode}`);

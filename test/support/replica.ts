@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import type { ChangeFeed } from '../../src/db/changes/index.ts';
 import type { Sql } from '../../src/db/index.ts';
 import type { Subscription } from './live.ts';
 
@@ -57,8 +58,9 @@ export async function eventsUntil(sub: Subscription, field: string, title: strin
   }
 }
 
-/** The change log's top position once nothing in it waits for a position (every commit so far is stamped). */
-export async function stampedHead(sql: Sql): Promise<string> {
+/** The change log's top position once nothing in it waits for a position (every commit so far is stamped; with WAL capture, appended first). */
+export async function stampedHead(sql: Sql, feed: ChangeFeed): Promise<string> {
+  await feed.poll();
   for (;;) {
     const [row] = await sql<{ held: boolean; top: string }[]>`
       SELECT EXISTS (SELECT 1 FROM rowgate.change_log WHERE pos IS NULL) AS held, COALESCE(max(pos), 0)::text AS top FROM rowgate.change_log`;

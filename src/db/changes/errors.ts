@@ -10,7 +10,9 @@ export type ChangeErrorCode =
   /** `changeLog.capture` is "wal" but the server or role cannot decode the WAL. */
   | 'WAL_UNAVAILABLE'
   /** The feed was closed. */
-  | 'FEED_CLOSED';
+  | 'FEED_CLOSED'
+  /** WAL capture: no WAL reader appended what a wait needed within 60 s (no gateway leads, or it is far behind). */
+  | 'WAL_BEHIND';
 
 /** Every error of change capture carries a stable code and says what to do. */
 export class ChangeError extends Error {

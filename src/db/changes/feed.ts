@@ -7,6 +7,7 @@ import { captureInstalled, cleanup, hasUnstamped, readAfter, readLog, stamp, top
 import { CHANNEL } from './schema.ts';
 import { captureStatus, type WalStatus } from './wal-install.ts';
 import { startWalReader, type WalReader } from './wal-reader.ts';
+import { walConfirmed, walLogSnapshot, type LogSnapshot } from './wal-snapshot.ts';
 
 export interface ChangeBatch {
   /** The changes of one stamping, in position order (never empty). */
@@ -73,6 +74,11 @@ export interface ChangeFeed {
   cleanup(): Promise<{ deleted: number; oldest: string | null }>;
   /** The capture in use ('wal' or 'triggers'), as the feed found it at start. */
   mode: 'wal' | 'triggers';
+  /**
+   * WAL capture: runs a change-stream evaluation in a snapshot the log explains (wal-snapshot.ts).
+   * Undefined with triggers, where every snapshot's log holds every commit it sees.
+   */
+  logSnapshot?: LogSnapshot;
   /** The capture's state now: mode, slot, its confirmed position and retained WAL, leadership. */
   capture(): Promise<CaptureInfo>;
   close(): Promise<void>;
@@ -182,26 +188,6 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
     await reader?.close();
     throw err;
   }
-
-  /**
-   * WAL capture: a commit is in the log once the slot is confirmed past it (the leader confirms
-   * only what it appended). Waits until the slot is confirmed up to the WAL written now, whichever
-   * gateway leads.
-   */
-  const walCaughtUp = async (): Promise<void> => {
-    const [now] = await runSql<{ lsn: string }>(db, pgsql`SELECT pg_current_wal_lsn()::text AS lsn`);
-    const deadline = Date.now() + 60_000;
-    // Short waits: the leader confirms within a few round trips of the commit (tests poll per write).
-    for (let wait = 2; ; wait = Math.min(wait * 2, 20)) {
-      const [row] = await runSql<{ done: boolean }>(
-        db,
-        pgsql`SELECT COALESCE(confirmed_flush_lsn >= ${pgsql.value(now?.lsn ?? '0/0')}::text::pg_lsn, false) AS done FROM pg_replication_slots WHERE slot_name = ${pgsql.value(installed.slot)}`,
-      );
-      if (row?.done || closed) return;
-      if (Date.now() > deadline) throw new ChangeError('FEED_CLOSED', `no WAL reader confirmed slot ${installed.slot} up to ${now?.lsn} within 60 s`);
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  };
 
   // One pump at a time; a wake-up during a pump makes it go round once more.
   let pumping: Promise<void> | null = null;
@@ -355,13 +341,18 @@ export async function startChangeFeed(options: ChangeFeedOptions): Promise<Chang
     oldestRetained: () => oldest,
     async poll() {
       if (closed) throw new ChangeError('FEED_CLOSED', 'the change feed is closed');
-      if (reader) await walCaughtUp();
+      if (reader) {
+        // WAL capture: the caller's commits are in the log once the slot is confirmed up to the WAL written now.
+        const [now] = await runSql<{ lsn: string }>(db, pgsql`SELECT pg_current_wal_lsn()::text AS lsn`);
+        await walConfirmed(db, installed.slot, now!.lsn, () => closed);
+      }
       // A pump already running may have read before the caller's commit: pump() then makes it go
       // round once more before its promise resolves.
       await pump();
     },
     cleanup: runCleanup,
     mode,
+    ...(reader ? { logSnapshot: walLogSnapshot(db, installed.slot, () => closed) } : {}),
     async capture() {
       return { ...(await captureStatus(db)), leading: reader?.leading() ?? false };
     },

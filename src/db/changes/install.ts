@@ -35,7 +35,7 @@ interface ExistingTrigger {
  */
 export async function installCapture(db: Sql, schema: string, tables: string[], mode: CaptureMode = 'triggers'): Promise<CaptureReport> {
   const wanted = [...new Set(tables)].sort();
-  if ((await resolveCapture(db, mode)) === 'wal') return installWal(db, schema, wanted);
+  if ((await resolveCapture(db, mode, schema, wanted)) === 'wal') return installWal(db, schema, wanted);
   // Back from WAL capture: its publication, slot and progress go first (README, "Switching").
   await removeWal(db);
   return db.begin(async (tx) => {

@@ -1,15 +1,15 @@
-import { sql } from 'pg-sql2';
+import { sql, type SQL } from 'pg-sql2';
 import type { Sql } from '../connect.ts';
 import { preparedStatementsOf } from '../prepared.ts';
 import { runSql } from '../run.ts';
 import { CHANNEL, LOCK_CLASS, STAMP_LOCK } from './schema.ts';
 
-/** One row change or truncation decoded from the WAL, its row images as composite literals (text). */
+/** One row change or truncation decoded from the WAL, its row images as JSON text of each column's text (wal-reader.ts rowText). */
 export interface DecodedChange {
   schema: string;
   table: string;
   op: 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
-  /** The row as PostgreSQL's record input reads it, e.g. `("1","a b",)`; null when the op has none. */
+  /** The row as `{"column": "its text" | null, …}`; null when the op has none. */
   old: string | null;
   new: string | null;
 }
@@ -20,6 +20,8 @@ export interface DecodedTransaction {
   end: bigint;
   /** Commit time, microseconds since 1970 (the log's `at`). */
   commitMicros: bigint;
+  /** Its (top-level, 32-bit) transaction id: the log's `xid` becomes the full id (wal-snapshot.ts). */
+  xid: number;
   changes: DecodedChange[];
   /** Contents of the switch markers it carried (wal-install.ts). */
   markers: string[];
@@ -81,13 +83,13 @@ export async function appendTransactions(db: Sql, slot: string, txs: DecodedTran
     }
     let n = 0;
     // Numbered in commit order across tables, then written one statement per table.
-    const byTable = new Map<string, { schema: string; table: string; rows: [number, string, string, string | null, string | null][] }>();
+    const byTable = new Map<string, { schema: string; table: string; rows: Row[] }>();
     for (const t of kept) {
       for (const c of t.changes) {
         const id = `${c.schema}.${c.table}`;
         let group = byTable.get(id);
         if (!group) byTable.set(id, (group = { schema: c.schema, table: c.table, rows: [] }));
-        group.rows.push([++n, t.commitMicros.toString(), c.op, c.old, c.new]);
+        group.rows.push([++n, t.commitMicros.toString(), c.op, c.old && JSON.parse(c.old), c.new && JSON.parse(c.new), t.xid]);
       }
     }
     // Pipelined too: the inserts, the progress and the notification.
@@ -102,34 +104,52 @@ export async function appendTransactions(db: Sql, slot: string, txs: DecodedTran
   });
 }
 
+/** Number in commit order, commit time (µs), op, old and new row literal, the writer's 32-bit xid. */
+type Row = [number, string, string, unknown, unknown, number];
+
 /**
  * One table's rows. The images are built by PostgreSQL from the decoded text, as the trigger
- * capture builds them: the literal read as the table's row type (each column through its type's
- * input function) and `to_jsonb` of that, so both captures write byte-identical jsonb. The key is
- * the image's primary-key columns, read from the catalog as the triggers' arguments were.
+ * capture builds them: a composite literal in the table's column order (a column pgoutput did not
+ * send, a virtual generated one, NULL as in the trigger's NEW) read as the table's row type (each
+ * column through its type's input function) and `to_jsonb` of that, so both captures write
+ * byte-identical jsonb. The key is
+ * the image's primary-key columns, read from the catalog as the triggers' arguments were. `xid` is
+ * the writing transaction's, as a trigger-written row's is: its 32-bit id widened to the full one by
+ * this transaction's own (the writer's is older and within 2^31 of it, or it would have wrapped).
  */
-function insertRows(schema: string, table: string, top: string, rows: [number, string, string, string | null, string | null][]) {
+function insertRows(schema: string, table: string, top: string, rows: Row[]) {
   const rowType = sql.identifier(schema, table);
+  const reg = sql`${sql.value(`${sql.compile(rowType).text}`)}::text::regclass`;
+  // The composite literal `("v1","v2",)` in the table's column order; NULL when there is no image.
+  const literal = (image: SQL) =>
+    sql`(SELECT '(' || string_agg(COALESCE('"' || replace(replace(${image} ->> u.c, '\\', '\\\\'), '"', '\\"') || '"', ''), ',' ORDER BY u.o) || ')'
+           FROM unnest(cols.names) WITH ORDINALITY AS u(c, o) WHERE jsonb_typeof(${image}) = 'object')`;
   return sql`
     WITH pk AS MATERIALIZED (
            SELECT ARRAY(SELECT a.attname::text
                           FROM pg_index AS i
                           CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
                           JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                         WHERE i.indrelid = ${sql.value(`${sql.compile(rowType).text}`)}::text::regclass AND i.indisprimary
+                         WHERE i.indrelid = ${reg} AND i.indisprimary
                          ORDER BY k.ord) AS cols
          ),
+         cols AS MATERIALIZED (
+           SELECT array_agg(a.attname::text ORDER BY a.attnum) AS names
+             FROM pg_attribute AS a WHERE a.attrelid = ${reg} AND a.attnum > 0 AND NOT a.attisdropped
+         ),
+         me AS MATERIALIZED (SELECT pg_catalog.pg_current_xact_id()::text::numeric AS xid),
          v AS (
-           SELECT (r ->> 0)::int8 AS n, (r ->> 1)::numeric AS micros, r ->> 2 AS op,
-                  pg_catalog.to_jsonb((r ->> 3)::${rowType}) AS o, pg_catalog.to_jsonb((r ->> 4)::${rowType}) AS j
-             FROM pg_catalog.jsonb_array_elements(${sql.value(JSON.stringify(rows))}::text::jsonb) AS r
+           SELECT (r ->> 0)::int8 AS n, (r ->> 1)::numeric AS micros, r ->> 2 AS op, (r ->> 5)::numeric AS xid32,
+                  pg_catalog.to_jsonb(${literal(sql`(r -> 3)`)}::${rowType}) AS o, pg_catalog.to_jsonb(${literal(sql`(r -> 4)`)}::${rowType}) AS j
+             FROM pg_catalog.jsonb_array_elements(${sql.value(JSON.stringify(rows))}::text::jsonb) AS r, cols
          )
-    INSERT INTO rowgate.change_log (at, tbl, op, key, old, new, pos)
-    SELECT pg_catalog.to_timestamp(v.micros / 1000000), ${sql.value(table)}, v.op,
+    INSERT INTO rowgate.change_log (xid, at, tbl, op, key, old, new, pos)
+    SELECT (me.xid - ((me.xid % 4294967296) - v.xid32 + 4294967296) % 4294967296)::text::xid8,
+           pg_catalog.to_timestamp(v.micros / 1000000), ${sql.value(table)}, v.op,
            CASE WHEN v.op = 'TRUNCATE' THEN '{}'::jsonb
                 WHEN cardinality(pk.cols) = 0 THEN COALESCE(v.j, v.o)
                 ELSE (SELECT pg_catalog.jsonb_object_agg(c, COALESCE(v.j, v.o) -> c) FROM unnest(pk.cols) AS c) END,
            v.o, v.j, ${sql.value(top)}::text::int8 + v.n
-      FROM v, pk
+      FROM v, pk, me
      ORDER BY v.n`;
 }

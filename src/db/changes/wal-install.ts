@@ -34,14 +34,33 @@ async function walSupport(db: Sql): Promise<WalSupport> {
   return { walLevel: row?.wal_level ?? '', mayReplicate: row?.may === true, slot: await slotName(db) };
 }
 
-/** The capture `mode` means on this server: `auto` becomes `wal` when `wal_level = logical` and the role may replicate. */
-export async function resolveCapture(db: Sql, mode: CaptureMode): Promise<'wal' | 'triggers'> {
+/**
+ * The capture `mode` means on this server for `tables` of `schema`: `auto` becomes `wal` when
+ * `wal_level = logical`, the role may replicate, and no table has a generated column WAL capture
+ * cannot carry: a stored one before PostgreSQL 18 (pgoutput never sends them, the images would lack
+ * them), or a virtual one (never published, and REPLICA IDENTITY FULL over an unpublished column
+ * makes PostgreSQL refuse the table's UPDATEs and DELETEs). `wal` where that does not hold is
+ * WAL_UNAVAILABLE.
+ */
+export async function resolveCapture(db: Sql, mode: CaptureMode, schema = 'public', tables: string[] = []): Promise<'wal' | 'triggers'> {
   if (mode === 'triggers') return 'triggers';
   const support = await walSupport(db);
-  const ok = support.walLevel === 'logical' && support.mayReplicate;
+  const [gen] = await runSql<{ cols: string | null }>(
+    db,
+    sql`SELECT string_agg(format('%I.%I', c.relname, a.attname), ', ' ORDER BY c.relname, a.attnum) AS cols
+          FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE n.nspname = ${sql.value(schema)} AND c.relname = ANY (${sql.value(tables)}::text[]) AND a.attnum > 0 AND NOT a.attisdropped
+           AND (a.attgenerated = 'v' OR (a.attgenerated = 's' AND current_setting('server_version_num')::int < 180000))`,
+  );
+  const ok = support.walLevel === 'logical' && support.mayReplicate && !gen?.cols;
   if (ok) return 'wal';
   if (mode === 'auto') return 'triggers';
-  const why = support.walLevel !== 'logical' ? `wal_level is ${support.walLevel}, not logical` : 'the role has neither REPLICATION nor SUPERUSER';
+  const why =
+    support.walLevel !== 'logical'
+      ? `wal_level is ${support.walLevel}, not logical`
+      : !support.mayReplicate
+        ? 'the role has neither REPLICATION nor SUPERUSER'
+        : `generated columns it cannot carry (${gen?.cols}: virtual ones, or stored ones before PostgreSQL 18)`;
   throw new ChangeError('WAL_UNAVAILABLE', `changeLog.capture is "wal" but this server cannot decode the WAL for rowgate: ${why}; use "triggers" or "auto"`);
 }
 
@@ -58,8 +77,13 @@ export async function installWal(db: Sql, schema: string, wanted: string[]): Pro
     const run = (query: Parameters<typeof runSql>[1]) => runSql(tx as unknown as Sql, query);
     await prepareLog(run, schema, wanted);
     for (const ddl of WAL_DDL) await run(ddl);
-    const [pub] = await run(sql`SELECT count(*)::int AS n FROM pg_publication WHERE pubname = ${sql.value(PUBLICATION)}`);
-    if (Number(pub?.['n']) === 0) await run(sql`CREATE PUBLICATION ${sql.identifier(PUBLICATION)}`);
+    // PostgreSQL 18 publishes stored generated columns when asked (older ones never: resolveCapture).
+    const [pub] = await run(sql`SELECT count(*)::int AS n, current_setting('server_version_num')::int >= 180000 AS gencols,
+                                       bool_or(to_jsonb(p) ->> 'pubgencols' = 's') AS has_gencols
+                                  FROM pg_publication AS p WHERE pubname = ${sql.value(PUBLICATION)}`);
+    const gencols = pub?.['gencols'] === true;
+    if (Number(pub?.['n']) === 0) await run(sql`CREATE PUBLICATION ${sql.identifier(PUBLICATION)}${gencols ? sql` WITH (publish_generated_columns = stored)` : sql.blank}`);
+    else if (gencols && pub?.['has_gencols'] !== true) await run(sql`ALTER PUBLICATION ${sql.identifier(PUBLICATION)} SET (publish_generated_columns = stored)`);
     const published = new Set(
       (await run(sql`SELECT tablename::text AS t FROM pg_publication_tables WHERE pubname = ${sql.value(PUBLICATION)} AND schemaname = ${sql.value(schema)}`)).map((r) => String(r['t'])),
     );

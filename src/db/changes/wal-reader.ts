@@ -18,6 +18,11 @@ export interface WalReaderOptions {
   retryMs?: number;
   /** Most rows per append (whole transactions; default 10 000). */
   batchRows?: number;
+  /**
+   * Decoded rows of complete transactions held at most before the stream is paused (default five
+   * appends' worth): a leader far behind reads the slot only as fast as the log takes it.
+   */
+  maxQueuedRows?: number;
 }
 
 export interface WalReader {
@@ -39,6 +44,7 @@ const PING_MS = 200;
 export function startWalReader(options: WalReaderOptions): WalReader {
   const retryMs = options.retryMs ?? 1000;
   const batchRows = options.batchRows ?? 10_000;
+  const maxQueuedRows = options.maxQueuedRows ?? 5 * batchRows;
   const { log, slot, sql: db } = options;
   let closed = false;
   let isLeader = false;
@@ -158,6 +164,25 @@ export function startWalReader(options: WalReaderOptions): WalReader {
 
     let current: DecodedTransaction | null = null;
     const queue: DecodedTransaction[] = [];
+    let queuedRows = 0;
+    // Backpressure: with the library's flow control off (see README), nothing stops the server
+    // sending faster than appends go. Past maxQueuedRows the socket is paused (as the library's own
+    // flow control does) and resumed once an append's worth is left. Only complete transactions
+    // count: the one being decoded must be read to its end before anything of it can be appended.
+    let paused = false;
+    let saidBehind = false;
+    const socket = () => (service as unknown as { _connection?: { stream?: { pause(): void; resume(): void } } })._connection?.stream;
+    const pressure = () => {
+      if (!paused && queuedRows > maxQueuedRows) {
+        paused = true;
+        socket()?.pause();
+        if (!saidBehind) log('info', 'WAL reader: far behind; reading the slot only as fast as the log takes it', { slot, queuedRows });
+        saidBehind = true;
+      } else if (paused && queuedRows <= batchRows) {
+        paused = false;
+        socket()?.resume();
+      }
+    };
     let appending = false;
     let durable = 0n; // end of the last transaction the log holds (or skipped as held there)
     let failure: unknown = null;
@@ -193,6 +218,8 @@ export function startWalReader(options: WalReaderOptions): WalReader {
             continue;
           }
           queue.splice(0, take);
+          for (const t of txs) queuedRows -= weight(t);
+          pressure();
           durable = txs[txs.length - 1]!.end;
           // With nothing else decoded, ask for a keepalive at once: its position (past our own
           // append) is then confirmed too, and a poll() waiting on the slot returns sooner.
@@ -213,7 +240,7 @@ export function startWalReader(options: WalReaderOptions): WalReader {
             for (const column of msg.columns) column.parser = IDENTITY;
             return;
           case 'begin':
-            current = { end: 0n, commitMicros: BigInt(msg.commitTime as bigint), changes: [], markers: [] };
+            current = { end: 0n, commitMicros: BigInt(msg.commitTime as bigint), xid: msg.xid, changes: [], markers: [] };
             return;
           case 'insert':
             current?.changes.push(change(msg.relation, 'INSERT', null, msg.new));
@@ -237,7 +264,9 @@ export function startWalReader(options: WalReaderOptions): WalReader {
             if (!current) return;
             current.end = parseLsn(msg.commitEndLsn);
             queue.push(current);
+            queuedRows += weight(current);
             current = null;
+            pressure();
             void drain();
             return;
           default:
@@ -292,21 +321,25 @@ export function startWalReader(options: WalReaderOptions): WalReader {
   };
 }
 
+/** What a queued transaction counts for backpressure: its rows, and at least one (a queue of empty ones grows too). */
+const weight = (t: DecodedTransaction) => Math.max(1, t.changes.length);
+
 function change(relation: Pgoutput.MessageRelation, op: DecodedChange['op'], old: Record<string, unknown> | null, next: Record<string, unknown> | null): DecodedChange {
-  return { schema: relation.schema, table: relation.name, op, old: old && rowLiteral(relation, old), new: next && rowLiteral(relation, next) };
+  return { schema: relation.schema, table: relation.name, op, old: old && rowText(relation, old), new: next && rowText(relation, next) };
 }
 
 /**
- * A tuple as a composite literal PostgreSQL's record input reads: every value quoted (with `"`
- * and `\` escaped), NULL as nothing. In the relation's column order, not the object's (a column
- * named `1` would come first in an object).
+ * A tuple as JSON text of each column's text by name (null for NULL), in the relation's column
+ * order; wal-append.ts builds the row from it in the table's own column order, so a column the
+ * relation leaves out (a virtual generated column) is NULL, as in the trigger's image.
  */
-export function rowLiteral(relation: Pgoutput.MessageRelation, tuple: Record<string, unknown>): string {
-  const fields = relation.columns.map((c) => {
+export function rowText(relation: Pgoutput.MessageRelation, tuple: Record<string, unknown>): string {
+  const fields: Record<string, string | null> = {};
+  for (const c of relation.columns) {
     const v = tuple[c.name];
-    return v === null || v === undefined ? '' : `"${String(v).replace(/["\\]/g, (m) => `\\${m}`)}"`;
-  });
-  return `(${fields.join(',')})`;
+    fields[c.name] = v === null || v === undefined ? null : String(v);
+  }
+  return JSON.stringify(fields);
 }
 
 export function parseLsn(lsn: string | null): bigint {
