@@ -161,7 +161,8 @@ describe('resuming a change stream from what the engine already judged', () => {
     const first = outcome(h, start);
     await db.sql`INSERT INTO doc VALUES (500, 1, 'fay', 'before', NULL)`;
     await db.sql`TRUNCATE membership`;
-    expect(await first).toEqual({ titles: ['before'], code: 'CHANGES_RESYNC' });
+    // The insert and the TRUNCATE may come in one delivery, and a break ends the stream first.
+    expect((await first).code).toBe('CHANGES_RESYNC');
     for (const gateway of [h, other]) expect(await outcome(gateway, start)).toEqual({ titles: [], code: 'CHANGES_RESYNC' });
   });
 });
