@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../src/rules/index.ts';
 import { useTestDatabase } from './support/db.ts';
 import { asCaller, converge as convergeTo, startLive, type LiveHarness, type Watched } from './support/live.ts';
+import { mulberry32 } from './support/reference.ts';
 
 // A changed root row is looked up, by its old and new images, in an index of the subscribers by
 // the values their rules and `where` compare with its columns (src/live/row-index.ts); only those
@@ -82,11 +83,8 @@ describe('the subscriber index: a changed root row evaluates only the subscriber
     const all: Watched[] = [];
     for (const query of queries) for (const caller of Object.keys(CALLERS)) all.push(await watch(caller, query));
 
-    let seed = 11;
-    const rand = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2147483648;
-      return seed % n;
-    };
+    const next = mulberry32(11);
+    const rand = (n: number) => Math.floor(next() * n);
     const accountIds = ['1', '2', '3', '4', '5', '6', String(BIG)];
     const account = () => accountIds[rand(accountIds.length)]!;
     const sender = () => `u${1 + rand(3)}`;

@@ -37,12 +37,6 @@ export class Replica<Row extends { id: number }> {
   }
 }
 
-/** A seeded pseudo-random sequence in [0, 1): the same commits on every run. */
-export function random(seed: number): () => number {
-  let x = seed;
-  return () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
-}
-
 /** A change-stream event as the tests select it: `{ op position row { id title } old { id title } }`. */
 export type TitledEvent = { op: string; position: string; row: { id?: number; title: string } | null; old: { id?: number; title: string } | null };
 
