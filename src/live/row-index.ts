@@ -1,6 +1,6 @@
 import { coerceParam, paramValue, type AnalyzedRule, type Caller, type CompiledRule, type Expr } from '../rules/index.ts';
 import type { ColumnModel, TableModel } from '../schema/index.ts';
-import { TEXT_STABLE } from './tables.ts';
+import { textStable } from './tables.ts';
 
 /**
  * What a subscriber's `match` (visibility AND filter, see `targeting` in tables.ts) requires of a
@@ -28,7 +28,7 @@ function uuidText(value: string): string {
 /** The text a value compared with `column` has in PostgreSQL, or null when it does not convert or the type is not indexed. */
 function valueText(column: ColumnModel, value: unknown): string | null {
   const { type } = column;
-  if (type.schema !== 'pg_catalog' || !TEXT_STABLE.has(type.name)) return null;
+  if (!textStable(type)) return null;
   // coerceParam gives what the statement binds: integers in canonical digits, text unchanged.
   const text = coerceParam(value, type);
   if (text === null) return null;
@@ -71,7 +71,7 @@ function ruleNeeds(model: TableModel, rule: AnalyzedRule, caller: Caller): strin
     if (col.k !== 'col' || col.inst !== rule.target || param.k !== 'param') continue;
     const column = model.columns.find((x) => x.name === col.column);
     if (!column || param.type.schema !== column.type.schema || param.type.name !== column.type.name) continue;
-    if (column.type.schema !== 'pg_catalog' || !TEXT_STABLE.has(column.type.name)) continue;
+    if (!textStable(column.type)) continue;
     // A parameter that does not convert is bound as NULL: `col = NULL` matches no row.
     const text = coerceParam(paramValue(caller.identity, param.name), param.type);
     return text === null ? [] : [keyOf(column.name, column.type.name === 'uuid' ? uuidText(text) : text)];

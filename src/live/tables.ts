@@ -85,13 +85,18 @@ export function readsItself(rules: CompiledRules, table: string): boolean {
 }
 
 /** Key types whose text is the same in a change-log image, in a result and in a bound value (keys.ts and row-index.ts compare them as text). */
-export const TEXT_STABLE = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'uuid']);
+const TEXT_STABLE = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'uuid']);
+
+/** Whether values of `type` are compared as text (TEXT_STABLE, built-in types only). */
+export function textStable(type: { schema: string; name: string }): boolean {
+  return type.schema === 'pg_catalog' && TEXT_STABLE.has(type.name);
+}
 
 /** Whether the relationship's columns can be compared as text, and the root's side is a column the result can carry. */
 function comparableKeys(root: TableModel, child: TableModel, rel: Relationship): boolean {
   const stable = (cols: { name: string; type: { schema: string; name: string } }[], name: string) => {
     const col = cols.find((c) => c.name === name);
-    return !!col && col.type.schema === 'pg_catalog' && TEXT_STABLE.has(col.type.name);
+    return !!col && textStable(col.type);
   };
   return rel.on.every(([rootColumn, childColumn]) => stable(root.columns, rootColumn) && stable(child.table.columns, childColumn));
 }
