@@ -580,7 +580,7 @@ export class LiveEngine {
         },
         fail: (err) => {
           // What it was judged after an error (a RESYNC ends it) is not a history to replay.
-          this.resumes.end(sub);
+          this.resumes.drop(sub);
           stop(subscriptionError(err, this.observer));
         },
       };

@@ -26,6 +26,8 @@ interface Recorder {
   tables: ReadonlySet<string>;
   /** Events pushed since the subscriber's cursor last moved. */
   recent: Record<string, unknown>[];
+  /** What it judged so far; kept in `histories` when it ends. */
+  history: History | null;
 }
 
 /**
@@ -33,8 +35,11 @@ interface Recorder {
  * received, which for a stream that rarely has an event for it can be far behind where the engine
  * had judged it: catching up from the log would judge every change since again, each table the
  * rules read rebuilt as of each position (the costliest statements the engine runs). Instead, what
- * the engine judged for its previous subscription (or for any live subscriber with the same shape,
- * fields and values) is replayed and the catch-up starts where that ends.
+ * the engine judged for its previous subscription (or any ended one with the same shape, fields and
+ * values) is replayed and the catch-up starts where that ends.
+ *
+ * A live subscriber extends its own history (no shared structure on the path every commit takes);
+ * it joins the bounded cache when the subscription ends.
  *
  * Only shapes whose events are a function of history qualify: `row` and `old` made of the image's
  * columns (a relationship or a computed field would read the tables as they are now).
@@ -43,36 +48,23 @@ export class Resumes {
   private readonly histories = new LRUCache<string, History>({ max: HISTORIES_KEPT, ttl: HISTORY_MS, ttlAutopurge: true, updateAgeOnGet: true });
   private readonly recorders = new WeakMap<object, Recorder>();
 
-  /** From now on, `sub`'s events are recorded under `key` (until `end`). */
+  /** From now on, `sub`'s events are recorded under `key` (until `end` or `drop`). */
   track(sub: object, key: string, tables: ReadonlySet<string>): void {
-    this.recorders.set(sub, { key, tables, recent: [] });
+    this.recorders.set(sub, { key, tables, recent: [], history: null });
   }
 
   record(sub: object, event: Record<string, unknown>): void {
     this.recorders.get(sub)?.recent.push(event);
   }
 
-  /**
-   * `sub`'s cursor moved from `from` to `to`: every event it has in (from, to] was recorded. A
-   * history joined by that interval grows; one it does not touch is replaced by the newer interval.
-   */
+  /** `sub`'s cursor moved from `from` to `to`: every event it has in (from, to] was recorded. */
   covered(sub: object, from: string, to: string): void {
     const rec = this.recorders.get(sub);
     if (!rec) return;
     const events = rec.recent;
     rec.recent = [];
     if (comparePositions(to, from) <= 0) return;
-    const known = this.histories.get(rec.key);
-    if (known && comparePositions(known.from, from) <= 0 && comparePositions(from, known.to) <= 0) {
-      if (comparePositions(to, known.to) <= 0) return;
-      for (const e of events) if (comparePositions(eventPosition(e)!, known.to) > 0) known.events.push(e);
-      known.to = to;
-      trim(known);
-      return;
-    }
-    const fresh: History = { from, to, events: events.filter((e) => comparePositions(eventPosition(e)!, from) > 0), tables: rec.tables };
-    trim(fresh);
-    this.histories.set(rec.key, fresh);
+    if (!rec.history || !join(rec.history, { from, to, events, tables: rec.tables })) rec.history = fresh({ from, to, events, tables: rec.tables });
   }
 
   /**
@@ -91,13 +83,41 @@ export class Resumes {
     for (const [key, h] of this.histories.entries()) if (concerns(h.tables)) this.histories.delete(key);
   }
 
+  /** The subscription ended: what it judged is kept for the next one like it (joined to what is kept, or replacing it). */
   end(sub: object): void {
+    const rec = this.recorders.get(sub);
+    this.recorders.delete(sub);
+    if (!rec?.history) return;
+    const known = this.histories.get(rec.key);
+    if (known && join(known, rec.history)) return;
+    if (!known || comparePositions(rec.history.to, known.to) > 0) this.histories.set(rec.key, rec.history);
+  }
+
+  /** The subscription ended with an error (a RESYNC): what it judged after it is not a history to replay. */
+  drop(sub: object): void {
     this.recorders.delete(sub);
   }
 
   clear(): void {
     this.histories.clear();
   }
+}
+
+/** A history of (from, to] from the events given (those after `from`). */
+function fresh(h: History): History {
+  const out = { ...h, events: h.events.filter((e) => comparePositions(eventPosition(e)!, h.from) > 0) };
+  trim(out);
+  return out;
+}
+
+/** Extends `target` by `next` when next starts inside it and ends past it; false when they do not join so. */
+function join(target: History, next: History): boolean {
+  if (comparePositions(target.from, next.from) > 0 || comparePositions(next.from, target.to) > 0) return false;
+  if (comparePositions(next.to, target.to) <= 0) return true;
+  for (const e of next.events) if (comparePositions(eventPosition(e)!, target.to) > 0) target.events.push(e);
+  target.to = next.to;
+  trim(target);
+  return true;
 }
 
 /** Past EVENTS_KEPT, the oldest events go and the history starts at the last one dropped. */
